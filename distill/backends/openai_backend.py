@@ -1,0 +1,140 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM or llama.cpp servers, TGI, Ollama).
+
+Several base URLs may be given; each request goes to the one with the fewest requests
+in flight. The openai package's own retries are switched off: retrying belongs to the
+distill client, once, for every backend.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import os
+import time
+
+import openai
+
+from distill.backends.base import PermanentError, RejectedError, TransientError
+from distill.errors import ConfigError
+from distill.request import Request, Response, Usage
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _Endpoint:
+    def __init__(self, base_url: str | None, api_key: str, timeout: float):
+        self.base_url = base_url
+        self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.in_flight = 0
+
+
+class OpenAIBackend:
+    name = "openai"
+    max_concurrency = None
+
+    def __init__(self, model: str, base_urls: list[str] | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 600.0):
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ConfigError(
+                f"the openai backend needs an API key in the environment variable {api_key_env} "
+                f"(for a local server without auth, any value will do, e.g. {api_key_env}=EMPTY)"
+            )
+        urls = list(base_urls or []) or [os.environ.get("OPENAI_BASE_URL") or None]
+        self.model = model
+        self.endpoints = [_Endpoint(url, api_key, timeout) for url in urls]
+        self._turn = itertools.count()
+
+    def model_id(self) -> str:
+        return self.model
+
+    def _pick(self) -> _Endpoint:
+        start = next(self._turn) % len(self.endpoints)
+        rotated = self.endpoints[start:] + self.endpoints[:start]
+        return min(rotated, key=lambda e: e.in_flight)
+
+    async def complete(self, request: Request) -> Response:
+        endpoint = self._pick()
+        endpoint.in_flight += 1
+        try:
+            return await self._call(endpoint, request)
+        finally:
+            endpoint.in_flight -= 1
+
+    async def _call(self, endpoint: _Endpoint, request: Request) -> Response:
+        p = request.params
+        common = dict(model=request.model, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens)
+        if p.stop:
+            common["stop"] = list(p.stop)
+        if p.seed is not None:
+            common["seed"] = p.seed
+        where = endpoint.base_url or "the OpenAI API"
+        try:
+            if request.messages is not None:
+                raw = await endpoint.client.chat.completions.create(messages=list(request.messages), **common)
+                choice = raw.choices[0]
+                text = choice.message.content
+            else:
+                raw = await endpoint.client.completions.create(prompt=request.prompt, **common)
+                choice = raw.choices[0]
+                text = choice.text
+            usage = raw.usage
+            if text is None:
+                raise TypeError("no text in the reply")
+            return Response(
+                text=text,
+                finish_reason=choice.finish_reason or "stop",
+                usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+                model=getattr(raw, "model", None) or request.model,
+            )
+        except openai.APITimeoutError as err:
+            raise TransientError(f"timeout from {where}", kind="timeout") from err
+        except openai.APIConnectionError as err:
+            raise TransientError(f"connection to {where} failed: {err}", kind="connection") from err
+        except openai.APIStatusError as err:
+            status = err.status_code
+            detail = _short(err)
+            if status in RETRYABLE_STATUS or status >= 500:
+                retry_after = parse_retry_after(err.response.headers)
+                raise TransientError(f"HTTP {status} from {where}: {detail}", retry_after, kind=f"http_{status}") from err
+            if status in (401, 403):
+                raise PermanentError(f"{where} refused the API key (HTTP {status}): {detail}") from err
+            if status == 404:
+                raise PermanentError(f"{where} has no model {request.model!r} or no such route (HTTP 404): {detail}") from err
+            if status in (400, 413, 422):
+                raise RejectedError(f"{where} rejected the request (HTTP {status}): {detail}") from err
+            raise PermanentError(f"{where} failed the request (HTTP {status}): {detail}") from err
+        except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+            raise TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed") from err
+
+    async def aclose(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.client.close()
+
+
+def _short(err: openai.APIStatusError) -> str:
+    message = getattr(err, "message", None) or str(err)
+    return " ".join(str(message).split())[:300]

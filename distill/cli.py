@@ -1,0 +1,66 @@
+"""The `distill` command line: a lazy click group.
+
+Each subcommand is named by its import path and imported only when it runs, so
+`distill --help` stays fast and never imports torch or vllm. Errors a user can act on
+come out as one line on stderr with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from distill import __version__
+from distill.errors import DistillError
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy_subcommands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = lazy_subcommands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy_subcommands])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy_subcommands:
+            module, attr = self.lazy_subcommands[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_subcommands={"generate": "distill.commands.generate:generate"},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name="distill")
+def cli() -> None:
+    """distill: turn a strong teacher model into training data, and train a small chat model on it."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="distill", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        sys.exit(err.exit_code)
+    except DistillError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # a bug: say so in one line; DISTILL_DEBUG=1 shows the traceback
+        if os.environ.get("DISTILL_DEBUG"):
+            raise
+        click.echo(f"error: internal error: {type(err).__name__}: {err} (set DISTILL_DEBUG=1 for a traceback, and please report it)", err=True)
+        sys.exit(1)

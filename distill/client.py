@@ -1,0 +1,132 @@
+"""The one client between pipelines and backends.
+
+It owns every cross-cutting concern, so no pipeline repeats them: the request cache,
+bounded concurrency, rate limits, retries with backoff, token and cost accounting, the
+budget and the progress display. Pipelines only `await client.complete(request)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from distill.accounting import Ledger
+from distill.backends.base import Backend, PermanentError, RejectedError, TransientError
+from distill.cache import RequestCache
+from distill.errors import BackendError, RequestRejected
+from distill.progress import Progress
+from distill.ratelimit import RateLimiter
+from distill.request import Request, Response
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    # A server's Retry-After is honoured up to this many seconds.
+    max_retry_after: float = 600.0
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        return rng.uniform(ceiling / 2, ceiling)  # jitter spreads out clients that failed together
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0  # answered by the backend
+    cache_hits: int = 0
+    retries: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {"requests": self.requests, "cache_hits": self.cache_hits, "retries": self.retries, "errors": dict(self.errors)}
+
+
+class Client:
+    def __init__(
+        self,
+        backend: Backend,
+        cache: RequestCache,
+        *,
+        concurrency: int = 64,
+        limiter: RateLimiter | None = None,
+        ledger: Ledger | None = None,
+        retry: RetryPolicy | None = None,
+        progress: Progress | None = None,
+    ):
+        self.backend = backend
+        self.cache = cache
+        limit = min(concurrency, backend.max_concurrency or concurrency)
+        self._slots = asyncio.Semaphore(limit)
+        self.limiter = limiter or RateLimiter()
+        self.ledger = ledger or Ledger(price=None)
+        self.retry = retry or RetryPolicy()
+        self.progress = progress or Progress(enabled=False)
+        self.stats = ClientStats()
+        self._pending: dict[str, asyncio.Future] = {}
+        self._rng = random.Random()  # jitter only; never affects what is generated
+
+    @property
+    def model(self) -> str:
+        return self.backend.model_id()
+
+    async def complete(self, request: Request) -> Response:
+        key = request.key()
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return cached
+        # The same request already on its way (two items asking the same thing): wait for it.
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            response = await self._ask(key, request)
+        except BaseException as err:
+            if not future.done():
+                future.set_exception(err)
+                future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(response)
+        return response
+
+    async def _ask(self, key: str, request: Request) -> Response:
+        reservation = self.ledger.reserve(request)  # raises BudgetReached before overspending
+        estimate = reservation[0]
+        try:
+            attempt = 0
+            while True:
+                try:
+                    async with self._slots:
+                        await self.limiter.acquire(estimate)
+                        response = await self.backend.complete(request)
+                    break
+                except TransientError as err:
+                    self.stats.errors[err.kind] += 1
+                    if attempt == self.retry.max_retries:
+                        raise BackendError(f"{self.backend.name}: gave up after {attempt + 1} attempts: {err}") from None
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.retry.delay(attempt, err.retry_after, self._rng))
+                    attempt += 1
+                except RejectedError as err:
+                    raise RequestRejected(f"{self.backend.name}: {err}") from None
+                except PermanentError as err:
+                    raise BackendError(f"{self.backend.name}: {err}") from None
+        finally:
+            self.ledger.release(reservation)
+        # Durable before anyone sees it: nothing paid for is lost.
+        self.cache.put(key, request, response)
+        self.limiter.settle(estimate, response.usage.total_tokens)
+        self.ledger.record(response.usage)
+        self.stats.requests += 1
+        self.progress.on_response(response.usage.total_tokens, self.ledger.cost)
+        return response

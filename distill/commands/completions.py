@@ -1,0 +1,36 @@
+import click
+
+from distill.commands.options import engine_options
+
+
+@click.command()
+@click.option("--input", "input", help="Prompts: a .jsonl/.json/.parquet/.csv/.txt file, a saved dataset, a run directory or a Hub id.")
+@click.option("--column", help="Column holding the prompt (a string) or chat (a list of messages).  [default: prompt, messages, instruction, text, question]")
+@click.option("--split", help="Split to read from a dataset.  [default: train]")
+@click.option("--subset", help="Hub dataset config name.")
+@click.option("--revision", help="Hub dataset revision.")
+@click.option("-n", "--limit", type=int, help="Answer only the first N prompts.")
+@click.option("--shuffle", is_flag=True, default=False, help="Shuffle the prompts (seeded) before --limit.")
+@click.option("--mode", type=click.Choice(["chat", "text"]), help="chat: chat requests; text: plain completions for base models.  [default: chat]")
+@click.option("--system", help="System prompt for every chat.")
+@click.option("--samples", type=int, help="Responses per prompt.  [default: 1]")
+@click.option("--temperature", type=float, help="[default: 0.7]")
+@click.option("--top-p", type=float, help="[default: 1.0]")
+@click.option("--max-new-tokens", type=int, help="Most tokens per response.  [default: 512]")
+@click.option("--stop", multiple=True, help="Stop sequence; repeatable.")
+@engine_options
+@click.pass_context
+def completions(ctx: click.Context, **_) -> None:
+    """Answer every prompt (or chat) of an input column with the chosen backend and model.
+
+    Writes a dataset of prompt, response, finish reason and token usage to RUN_DIR/data/.
+    With no backend and no endpoint configured it runs the embedded llama.cpp model
+    (Gemma 3 270M, a small base model: for demos and tests, not production data).
+    """
+    from distill.config import resolve_config
+    from distill.pipelines import completions as pipeline
+
+    config = resolve_config(pipeline.CompletionsConfig, ctx, ctx.params.get("config"))
+    outcome = pipeline.run(config)
+    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
+    click.echo(f"done: {outcome.done} completions in {config.output}/data/{rejected}")

@@ -1,0 +1,8 @@
+import click
+
+from distill.cli import LazyGroup
+
+
+@click.group(cls=LazyGroup, lazy_subcommands={"completions": "distill.commands.completions:completions"})
+def generate() -> None:
+    """Generate data with a teacher model."""

@@ -1,0 +1,47 @@
+"""Options every generating command shares: backend, client limits, run directory.
+
+Defaults live in the pydantic config (distill.config), not here, so a value from
+--config is only overridden by a flag the user actually typed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+BACKENDS = ["llamacpp", "openai", "vllm", "fake"]
+
+_ENGINE_OPTIONS = [
+    click.option("-o", "--output", type=click.Path(path_type=Path), help="Run directory. The same command on it resumes."),
+    click.option("--fresh", is_flag=True, default=False, help="Delete the run in --output and start over."),
+    click.option("--config", type=click.Path(path_type=Path), help="YAML file of options (keys as flag names); flags override it."),
+    click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        help="llamacpp: embedded CPU model, for demos and tests (default when no endpoint is set); "
+        "openai: any OpenAI-compatible server; vllm: in-process on GPUs; fake: no model, echoes (dry runs).",
+    ),
+    click.option("--model", help="Model name; for llamacpp a .gguf path (default: the embedded Gemma 3 270M base model)."),
+    click.option("--base-url", multiple=True, help="OpenAI-compatible endpoint; repeat to spread requests over several."),
+    click.option("--api-key-env", help="Environment variable holding the API key.  [default: OPENAI_API_KEY]"),
+    click.option("--tensor-parallel-size", type=int, help="vllm: GPUs per model.  [default: 1]"),
+    click.option("--n-ctx", type=int, help="llamacpp: context length.  [default: 4096]"),
+    click.option("--n-threads", type=int, help="llamacpp: CPU threads.  [default: all]"),
+    click.option("--concurrency", type=int, help="Requests in flight at once.  [default: 64]"),
+    click.option("--rpm", type=float, help="Requests-per-minute limit."),
+    click.option("--tpm", type=float, help="Tokens-per-minute limit."),
+    click.option("--max-retries", type=int, help="Retries on 429, 5xx, timeouts and dropped connections.  [default: 6]"),
+    click.option("--timeout", type=float, help="Seconds before a request times out.  [default: 600]"),
+    click.option("--max-cost-usd", type=float, help="Stop cleanly before spending more than this."),
+    click.option("--max-tokens", type=int, help="Stop cleanly before using more tokens than this (prompt + completion)."),
+    click.option("--prices", type=click.Path(path_type=Path), help="YAML price table that extends the built-in one."),
+    click.option("--seed", type=int, help="Seed from which all randomness derives.  [default: 0]"),
+    click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar."),
+]
+
+
+def engine_options(command):
+    for option in reversed(_ENGINE_OPTIONS):
+        command = option(command)
+    return command

@@ -1,0 +1,107 @@
+"""Configs: pydantic models filled from an optional YAML file, then from command-line flags.
+
+An unknown key is an error that names it, never silently dropped. Secrets are not config:
+only the *name* of the environment variable holding an API key is stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import click
+import yaml
+from click.core import ParameterSource
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distill.errors import ConfigError
+
+BackendName = Literal["llamacpp", "openai", "vllm", "fake"]
+
+
+class EngineConfig(BaseModel):
+    """What every generating command shares: the backend, the client's limits, the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Keys that change how a run goes but not what it produces: they may differ on resume.
+    RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"output", "fresh", "concurrency", "rpm", "tpm", "max_retries", "timeout", "max_cost_usd",
+         "max_tokens", "prices", "quiet", "limit", "base_url", "api_key_env", "tensor_parallel_size",
+         "n_threads", "n_ctx"}
+    )
+
+    output: Path
+    fresh: bool = False
+    backend: BackendName | None = None  # None: openai if an endpoint is configured, else llamacpp
+    model: str | None = None
+    base_url: list[str] = Field(default_factory=list)
+    api_key_env: str = "OPENAI_API_KEY"
+    tensor_parallel_size: int = Field(1, ge=1)
+    n_ctx: int = Field(4096, ge=256)
+    n_threads: int | None = Field(None, ge=1)
+    concurrency: int = Field(64, ge=1)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    max_retries: int = Field(6, ge=0)
+    timeout: float = Field(600.0, gt=0)
+    max_cost_usd: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
+    prices: Path | None = None
+    seed: int = 0
+    quiet: bool = False
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum():
+            raise ValueError("must be the name of an environment variable, not a key")
+        return value
+
+    def identity(self) -> dict[str, Any]:
+        """The part of the config that decides what the run produces."""
+        return self.model_dump(mode="json", exclude=set(self.RUNTIME_KEYS))
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def resolve_config(model: type[BaseModel], ctx: click.Context, config_file: Path | None = None):
+    """YAML values first, then every flag the user actually typed (defaults never override YAML)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(read_yaml_config(config_file))
+        unknown = sorted(set(values) - set(model.model_fields))
+        if unknown:
+            raise ConfigError(f"config {config_file}: unknown key {unknown[0]!r} (known: {', '.join(sorted(model.model_fields))})")
+    for name, value in ctx.params.items():
+        if name == "config" or name not in model.model_fields:
+            continue
+        source = ctx.get_parameter_source(name)
+        explicit = source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+        if explicit or name not in values:
+            if value is None or value == ():
+                continue
+            values[name] = list(value) if isinstance(value, tuple) else value
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "config"
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"unknown config key {key!r}") from None
+        flag = "--" + key.replace("_", "-")
+        if first["type"] == "missing":
+            raise ConfigError(f"missing required option {flag}") from None
+        raise ConfigError(f"invalid value for {flag}: {first['msg']}") from None

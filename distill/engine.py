@@ -1,0 +1,120 @@
+"""Wires a generating command together: run directory, backend, cache, client, runner, stats.
+
+A command supplies its items, a `work(client)` factory giving the coroutine for one item,
+and a `finish(rows)` that writes the final dataset. Everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any, Awaitable, Callable
+
+from distill.accounting import FREE, Ledger, load_prices, price_for
+from distill.backends import choose_backend, make_backend
+from distill.cache import RequestCache
+from distill.client import Client, RetryPolicy
+from distill.config import EngineConfig
+from distill.errors import StoppedEarly
+from distill.progress import Progress
+from distill.ratelimit import RateLimiter
+from distill.run import RunDir
+from distill.runner import Outcome, run_items
+
+Work = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+def execute(
+    command: str,
+    config: EngineConfig,
+    items: list[tuple[str, Any]],
+    make_work: Callable[[Client], Work],
+    finish: Callable[[RunDir, list[dict[str, Any]]], None],
+) -> Outcome:
+    backend_name = choose_backend(config)
+    backend = make_backend(config)  # first: a missing key or model must not leave a run behind
+    try:
+        run = RunDir.open(command, config)
+    except BaseException:
+        asyncio.run(backend.aclose())
+        raise
+    try:
+        price = price_for(backend.model_id(), load_prices(config.prices)) if backend_name == "openai" else FREE
+        cache = RequestCache(run.cache_path)
+        client = Client(
+            backend,
+            cache,
+            concurrency=config.concurrency,
+            limiter=RateLimiter(config.rpm, config.tpm),
+            ledger=Ledger(price, config.max_cost_usd, config.max_tokens),
+            retry=RetryPolicy(max_retries=config.max_retries),
+            progress=Progress(enabled=not config.quiet, description=command),
+        )
+        records, failures = run.records(), run.failures()
+        started = time.monotonic()
+        outcome: Outcome | None = None
+
+        async def generate() -> Outcome:
+            try:
+                window = 2 * config.concurrency
+                return await run_items(items, make_work(client), records, failures, client.progress, window)
+            finally:
+                await backend.aclose()
+
+        try:
+            outcome = _run(generate)
+        finally:
+            stats = {"command": command, "backend": backend_name, "model": backend.model_id()}
+            _write_stats(run, stats, client, cache, records, outcome, price, time.monotonic() - started)
+            records.close()
+            failures.close()
+        if outcome.stopped:
+            raise StoppedEarly(
+                f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
+            )
+        finish(run, sorted(records, key=lambda r: _order(r["id"])))
+        return outcome
+    finally:
+        run.close()
+
+
+class Interrupted(StoppedEarly):
+    exit_code = 130
+
+
+def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """Run to completion; Ctrl-C or SIGTERM cancel cleanly, keeping every finished response."""
+
+    async def main() -> Outcome:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        try:
+            return await generate()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise Interrupted("interrupted: every finished response is kept; run the same command again to resume") from None
+
+
+def _order(item_id: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in item_id.split(":"))
+
+
+def _write_stats(run, stats, client, cache, records, outcome, price, elapsed) -> None:
+    """Totals come from the cache, so they include sessions that were killed before writing stats."""
+    prompt_tokens, completion_tokens = cache.usage_totals()
+    stats = {
+        **stats,
+        "items": {"done": len(records), "total": outcome.total if outcome else None, "failed": outcome.failed if outcome else None},
+        "stopped": outcome.stopped if outcome else "interrupted",
+        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
+        "cost_usd": None if price is None else round(price.cost(prompt_tokens, completion_tokens), 6),
+        "last_session": {"elapsed_s": round(elapsed, 3), **client.stats.to_dict()},
+    }
+    run.write_stats(stats)
+    cache.close()
+

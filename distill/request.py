@@ -1,0 +1,107 @@
+"""The one request/response shape every backend speaks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Message = dict[str, str]  # {"role": ..., "content": ...}
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """Chat messages, or a plain prompt for base models, plus sampling parameters.
+
+    `sample` tells apart several samples of the same prompt: it is part of the cache
+    key, so asking for sample 3 never returns sample 2's cached answer.
+    """
+
+    model: str
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+    sample: int = 0
+
+    def __post_init__(self):
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("a request needs exactly one of messages or prompt")
+
+    @classmethod
+    def chat(cls, model: str, messages: list[Message], params: SamplingParams | None = None, sample: int = 0):
+        msgs = tuple({"role": m["role"], "content": m["content"]} for m in messages)
+        return cls(model=model, messages=msgs, params=params or SamplingParams(), sample=sample)
+
+    @classmethod
+    def text(cls, model: str, prompt: str, params: SamplingParams | None = None, sample: int = 0):
+        return cls(model=model, prompt=prompt, params=params or SamplingParams(), sample=sample)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "params": asdict(self.params), "sample": self.sample}
+        if self.messages is not None:
+            body["messages"] = list(self.messages)
+        else:
+            body["prompt"] = self.prompt
+        body["params"]["stop"] = list(self.params.stop)
+        return body
+
+    def key(self) -> str:
+        """Content address: the same model, input, parameters and sample index give the same key."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def text_length(self) -> int:
+        if self.prompt is not None:
+            return len(self.prompt)
+        return sum(len(m["content"]) + len(m["role"]) + 4 for m in self.messages)
+
+    def estimated_prompt_tokens(self) -> int:
+        """A cheap upper-leaning guess (about 3 characters a token) used before the backend counts."""
+        return self.text_length() // 3 + 8
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Response:
+    text: str
+    finish_reason: str  # "stop", "length", ...
+    usage: Usage
+    model: str
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> "Response":
+        return cls(
+            text=data["text"],
+            finish_reason=data["finish_reason"],
+            usage=Usage(**data["usage"]),
+            model=data["model"],
+            cached=cached,
+        )

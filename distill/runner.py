@@ -1,0 +1,82 @@
+"""Runs a pipeline's coroutine over every item, appending each record the moment it is done.
+
+Items advance independently (no barrier between them); the window of items in flight
+is bounded so a million-item input does not become a million tasks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable
+
+from distill.accounting import BudgetReached
+from distill.errors import BackendError, RequestRejected
+from distill.progress import Progress
+from distill.run import RecordLog
+
+# Rejections of the very first requests, with no success in between, point at the
+# settings rather than at a few bad items: stop instead of failing every item.
+MAX_REJECTIONS_BEFORE_ANY_SUCCESS = 5
+
+
+@dataclass
+class Outcome:
+    total: int
+    done: int
+    failed: int = 0
+    stopped: str | None = None  # why the run stopped early, if it did
+
+
+async def run_items(
+    items: Iterable[tuple[str, Any]],
+    work: Callable[[str, Any], Awaitable[dict[str, Any]]],
+    records: RecordLog,
+    failures: RecordLog,
+    progress: Progress,
+    window: int,
+) -> Outcome:
+    todo = [(item_id, item) for item_id, item in items if item_id not in records]
+    outcome = Outcome(total=len(todo) + len(records), done=len(records))
+    progress.start(outcome.total, outcome.done)
+    queue = iter(todo)
+    running: dict[asyncio.Task, str] = {}
+
+    def launch() -> None:
+        while outcome.stopped is None and len(running) < window:
+            nxt = next(queue, None)
+            if nxt is None:
+                return
+            running[asyncio.create_task(work(*nxt))] = nxt[0]
+
+    try:
+        launch()
+        while running:
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                item_id = running.pop(task)
+                err = task.exception()
+                if err is None:
+                    row = task.result()
+                    records.append({"id": item_id, **row})
+                    outcome.done += 1
+                    progress.on_item()
+                elif isinstance(err, BudgetReached):
+                    outcome.stopped = str(err)  # let the items in flight finish, start no more
+                elif isinstance(err, RequestRejected):
+                    failures.append({"id": item_id, "error": str(err)})
+                    outcome.failed += 1
+                    if outcome.failed >= MAX_REJECTIONS_BEFORE_ANY_SUCCESS and outcome.done == 0:
+                        raise BackendError(f"the first {outcome.failed} requests were all rejected: {err}")
+                else:
+                    raise err
+            launch()
+    finally:
+        # On a fatal error or Ctrl-C, whatever was answered is already in the cache.
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        progress.stop()
+    return outcome
+

@@ -1,0 +1,227 @@
+"""A real OpenAI-compatible HTTP server for tests and benchmarks, on loopback only.
+
+It answers /v1/chat/completions and /v1/completions with deterministic scripted replies,
+counts what it receives, and can inject faults: 429 with Retry-After, 500, replies slower
+than the client's timeout, dropped connections and malformed bodies.
+
+In a test:    with LoopbackServer(faults=FaultPlan(rates={"429": 0.2})) as server: ...server.url...
+Standalone:   python -m distill.testing.openai_server --latency 0.02   (prints its URL)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiohttp import web
+
+FAULT_KINDS = ("429", "500", "slow", "drop", "malformed")
+
+
+def body_key(body: dict) -> str:
+    """What makes two requests the same request (the client's idea of a cache key)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def default_reply(body: dict) -> str:
+    if "messages" in body:
+        last = body["messages"][-1]["content"]
+    else:
+        last = body["prompt"]
+    return f"Answer {body_key(body)[:10]}: you said {last[:120]}"
+
+
+@dataclass
+class FaultPlan:
+    """Which requests fail, decided from (request, attempt) so it is the same in every process.
+
+    `rates` gives each fault kind a probability; a request fails at most `max_per_key`
+    times, so every request is eventually answered within a client's retry budget.
+    """
+
+    rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    max_per_key: int = 2
+    retry_after: float = 0.05
+    slow_seconds: float = 3.0
+
+    def pick(self, key: str, attempt: int) -> str | None:
+        if attempt >= self.max_per_key or not self.rates:
+            return None
+        roll = random.Random(f"{self.seed}:{key}:{attempt}").random()
+        for kind in FAULT_KINDS:
+            rate = self.rates.get(kind, 0.0)
+            if roll < rate:
+                return kind
+            roll -= rate
+        return None
+
+
+@dataclass
+class ServerStats:
+    received: int = 0
+    answered: Counter = field(default_factory=Counter)  # request key -> successful replies
+    faults: Counter = field(default_factory=Counter)
+    attempts: Counter = field(default_factory=Counter)  # request key -> times received
+    max_in_flight: int = 0
+
+    @property
+    def answered_total(self) -> int:
+        return sum(self.answered.values())
+
+
+class LoopbackServer:
+    def __init__(
+        self,
+        reply: Callable[[dict], str] = default_reply,
+        latency: float | Callable[[dict], float] = 0.0,
+        faults: FaultPlan | None = None,
+        api_key: str | None = None,
+        port: int = 0,
+    ):
+        self.reply = reply
+        self.latency = latency
+        self.faults = faults or FaultPlan()
+        self.api_key = api_key
+        self.port = port
+        self.stats = ServerStats()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._complete)
+        app.router.add_post("/v1/completions", self._complete)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+
+    async def _complete(self, request: web.Request) -> web.StreamResponse:
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+        body = await request.json()
+        key = body_key(body)
+        with self._lock:
+            self.stats.received += 1
+            attempt = self.stats.attempts[key]
+            self.stats.attempts[key] += 1
+            self._in_flight += 1
+            self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+        try:
+            fault = self.faults.pick(key, attempt)
+            if fault:
+                with self._lock:
+                    self.stats.faults[fault] += 1
+                return await self._fault(fault, request)
+            delay = self.latency(body) if callable(self.latency) else self.latency
+            if delay:
+                await asyncio.sleep(delay)
+            response = web.json_response(self._payload(body))
+            with self._lock:
+                self.stats.answered[key] += 1
+            return response
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _fault(self, kind: str, request: web.Request) -> web.StreamResponse:
+        if kind == "429":
+            return web.json_response(
+                {"error": {"message": "rate limited"}}, status=429, headers={"Retry-After": str(self.faults.retry_after)}
+            )
+        if kind == "500":
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
+        if kind == "slow":
+            await asyncio.sleep(self.faults.slow_seconds)
+            return web.json_response({"error": {"message": "too late"}}, status=504)
+        if kind == "drop":
+            request.transport.abort()
+            raise ConnectionResetError("dropped by the fault plan")
+        return web.Response(text='{"id": "x", "choices": [{"mess', content_type="application/json")
+
+    def _payload(self, body: dict) -> dict:
+        text = self.reply(body)
+        words = text.split(" ")
+        limit = body.get("max_tokens") or len(words)
+        finish = "stop"
+        if len(words) > limit:
+            text, finish = " ".join(words[:limit]), "length"
+        prompt_text = body["prompt"] if "prompt" in body else " ".join(m["content"] for m in body["messages"])
+        usage = {"prompt_tokens": len(prompt_text.split()), "completion_tokens": min(len(words), limit)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        base = {"id": "cmpl-" + body_key(body)[:12], "created": int(time.time()), "model": body["model"], "usage": usage}
+        if "messages" in body:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+            return {**base, "object": "chat.completion", "choices": [choice]}
+        return {**base, "object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+
+    # -- running in a background thread -------------------------------------------------
+
+    def __enter__(self) -> "LoopbackServer":
+        started = threading.Event()
+
+        def serve():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start())
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def __exit__(self, *exc) -> None:
+        async def stop():
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible server for tests and benchmarks")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = LoopbackServer(latency=args.latency, port=args.port)
+
+    async def serve():
+        await server._start()
+        print(server.url, flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Dataset filters: MinHash dedup, decontamination, quality filters."""

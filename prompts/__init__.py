@@ -1,0 +1,1 @@
+"""Prompt templates of each method, shipped as package data."""

@@ -1,0 +1,1 @@
+"""dSFT and dDPO training stages on TRL."""
