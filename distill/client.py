@@ -32,7 +32,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 30))
         return rng.uniform(ceiling / 2, ceiling)  # jitter spreads out clients that failed together
 
 

@@ -6,6 +6,7 @@ only the *name* of the environment variable holding an API key is stored.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -43,7 +44,7 @@ class EngineConfig(BaseModel):
     concurrency: int = Field(64, ge=1)
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
-    max_retries: int = Field(6, ge=0)
+    max_retries: int = Field(6, ge=0, le=100)
     timeout: float = Field(600.0, gt=0)
     max_cost_usd: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, ge=1)
@@ -54,7 +55,7 @@ class EngineConfig(BaseModel):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or value.lower().startswith(("sk_", "hf_")):
             raise ValueError("must be the name of an environment variable, not a key")
         return value
 

@@ -42,8 +42,9 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         if isinstance(data, dict):  # {"data": [...]} (maybe beside metadata) or a dict of columns
             lists = [v for v in data.values() if isinstance(v, list)]
             wrapped = [v for v in lists if v and all(isinstance(r, dict) for r in v)]
-            if isinstance(data.get("data"), list) and (data["data"] in wrapped or not data["data"]):
-                data = data["data"]
+            inner = data.get("data")
+            if isinstance(inner, list) and all(isinstance(r, dict) for r in inner):
+                data = inner
             elif len(data) == 1 and wrapped:
                 data = wrapped[0]
             elif lists and len(lists) == len(data) and len({len(v) for v in lists}) == 1:
@@ -63,7 +64,9 @@ def _text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")  # a leading byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
+        # utf-8-sig reports offsets past a BOM it stripped: count lines in the same bytes.
+        start = err.start + len(data) - len(err.object)
+        line = data[:start].count(b"\n") + 1
         raise InputError(f"{path}: not UTF-8 text (line {line})") from None
 
 
@@ -187,4 +190,6 @@ def check_prompt(value: Any, source: str, row: int, column: str) -> None:
             if not (isinstance(turn, dict) and isinstance(turn.get("role"), str) and isinstance(turn.get("content"), str)):
                 raise InputError(f"{where}: messages must be a list of {{role, content}} strings")
         return
+    if value is None:
+        raise InputError(f"{where}: missing or null (expected a string or a list of messages)")
     raise InputError(f"{where}: expected a string or a list of messages, got {type(value).__name__}")

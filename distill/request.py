@@ -53,6 +53,9 @@ class Request:
         else:
             body["prompt"] = self.prompt
         body["params"]["stop"] = list(self.params.stop)
+        # 1 and 1.0 are the same temperature: keep them one cache key.
+        body["params"]["temperature"] = float(self.params.temperature)
+        body["params"]["top_p"] = float(self.params.top_p)
         return body
 
     def key(self) -> str:

@@ -1,0 +1,217 @@
+"""The client and runner with the in-process fake backend."""
+
+import asyncio
+
+import pytest
+
+from distill.accounting import BudgetReached, Ledger, Price
+from distill.backends.base import PermanentError, RejectedError, TransientError
+from distill.backends.fake import FakeBackend
+from distill.cache import RequestCache
+from distill.client import Client, RetryPolicy
+from distill.errors import BackendError, RequestRejected
+from distill.progress import Progress
+from distill.request import Request, SamplingParams
+from distill.run import RecordLog
+from distill.runner import run_items
+
+FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.002)
+
+
+def chat(text, **params):
+    return Request.chat("fake-model", [{"role": "user", "content": text}], SamplingParams(**params))
+
+
+def make_client(tmp_path, backend, **kwargs):
+    kwargs.setdefault("retry", FAST)
+    return Client(backend, RequestCache(tmp_path / "cache.sqlite"), **kwargs)
+
+
+def test_cache_hit_does_not_call_the_backend(tmp_path):
+    backend = FakeBackend()
+    client = make_client(tmp_path, backend)
+    first = asyncio.run(client.complete(chat("hello")))
+    again = asyncio.run(make_client(tmp_path, backend).complete(chat("hello")))
+    assert len(backend.calls) == 1 and not first.cached and again.cached
+    assert again.text == first.text
+    asyncio.run(client.complete(chat("hello", temperature=0.3)))  # other parameters: another request
+    assert len(backend.calls) == 2
+
+
+def test_identical_requests_in_flight_are_sent_once(tmp_path):
+    backend = FakeBackend(latency=0.01)
+    client = make_client(tmp_path, backend)
+
+    async def go():
+        return await asyncio.gather(*(client.complete(chat("same")) for _ in range(10)))
+
+    texts = {r.text for r in asyncio.run(go())}
+    assert len(backend.calls) == 1 and len(texts) == 1
+
+
+def test_concurrency_is_bounded(tmp_path):
+    in_flight = peak = 0
+
+    class Counting(FakeBackend):
+        async def complete(self, request):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.002)
+            in_flight -= 1
+            return await super().complete(request)
+
+    client = make_client(tmp_path, Counting(), concurrency=5)
+
+    async def go():
+        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(50)))
+
+    asyncio.run(go())
+    assert peak == 5
+
+
+def test_backend_concurrency_limit_wins(tmp_path):
+    backend = FakeBackend()
+    backend.max_concurrency = 1
+    client = make_client(tmp_path, backend, concurrency=64)
+    assert client._slots._value == 1
+
+
+def test_transient_errors_are_retried(tmp_path):
+    failures = {"n": 0}
+
+    def flaky(request):
+        if failures["n"] < 2:
+            failures["n"] += 1
+            raise TransientError("HTTP 500", kind="http_500")
+        return "fine"
+
+    client = make_client(tmp_path, FakeBackend(reply=flaky))
+    assert asyncio.run(client.complete(chat("x"))).text == "fine"
+    assert client.stats.retries == 2 and client.stats.errors == {"http_500": 2} and client.stats.requests == 1
+
+
+def test_gives_up_with_a_clear_error_after_the_last_retry(tmp_path):
+    def always(request):
+        raise TransientError("timeout from http://host", kind="timeout")
+
+    client = make_client(tmp_path, FakeBackend(reply=always))
+    with pytest.raises(BackendError, match="gave up after 4 attempts: timeout from http://host"):
+        asyncio.run(client.complete(chat("x")))
+    assert len(client.cache) == 0
+
+
+def test_permanent_and_rejected_errors_are_not_retried(tmp_path):
+    calls = []
+
+    def refuse(kind):
+        def reply(request):
+            calls.append(1)
+            raise kind("no")
+
+        return reply
+
+    with pytest.raises(BackendError) as err:
+        asyncio.run(make_client(tmp_path, FakeBackend(reply=refuse(PermanentError))).complete(chat("x")))
+    assert not isinstance(err.value, RequestRejected)
+    with pytest.raises(RequestRejected):
+        asyncio.run(make_client(tmp_path, FakeBackend(reply=refuse(RejectedError))).complete(chat("x")))
+    assert len(calls) == 2
+
+
+def test_budget_stops_before_overspending(tmp_path):
+    ledger = Ledger(Price(1.0, 2.0), max_cost_usd=0.001)
+    client = make_client(tmp_path, FakeBackend(reply=lambda r: "word " * 50), ledger=ledger, concurrency=1)
+
+    async def go():
+        done = 0
+        try:
+            for i in range(100):
+                await client.complete(chat(f"q{i}", max_tokens=100))
+                done += 1
+        except BudgetReached:
+            return done
+
+    done = asyncio.run(go())
+    assert 0 < done < 100
+    assert ledger.cost <= 0.001
+
+
+def test_runner_keeps_records_and_skips_rejected_items(tmp_path):
+    def reply(request):
+        if "bad" in request.messages[-1]["content"]:
+            raise RejectedError("prompt too long")
+        return "ok"
+
+    client = make_client(tmp_path, FakeBackend(reply=reply))
+    records, failures = RecordLog(tmp_path / "r.jsonl"), RecordLog(tmp_path / "f.jsonl")
+    items = [(str(i), "bad" if i == 3 else f"q{i}") for i in range(10)]
+
+    async def work(item_id, text):
+        return {"text": (await client.complete(chat(text))).text}
+
+    outcome = asyncio.run(run_items(items, work, records, failures, Progress(enabled=False), window=4))
+    assert (outcome.done, outcome.failed, outcome.stopped) == (9, 1, None)
+    assert "3" in failures and "3" not in records
+    assert "prompt too long" in failures.rows["3"]["error"]
+
+
+def test_runner_stops_when_every_first_request_is_rejected(tmp_path):
+    def reply(request):
+        raise RejectedError("unsupported parameter top_p")
+
+    client = make_client(tmp_path, FakeBackend(reply=reply))
+
+    async def work(item_id, text):
+        return {"text": (await client.complete(chat(text))).text}
+
+    with pytest.raises(BackendError, match="were all rejected: .*top_p"):
+        asyncio.run(run_items([(str(i), f"q{i}") for i in range(50)], work, RecordLog(tmp_path / "r"),
+                              RecordLog(tmp_path / "f"), Progress(enabled=False), window=2))
+
+
+def test_runner_stops_starting_items_when_the_budget_is_reached(tmp_path):
+    ledger = Ledger(None, max_tokens=400)
+    client = make_client(tmp_path, FakeBackend(reply=lambda r: "w " * 30), ledger=ledger)
+    records = RecordLog(tmp_path / "r.jsonl")
+
+    async def work(item_id, text):
+        return {"text": (await client.complete(chat(text, max_tokens=40))).text}
+
+    outcome = asyncio.run(run_items([(str(i), f"q{i}") for i in range(40)], work, records,
+                                    RecordLog(tmp_path / "f"), Progress(enabled=False), window=4))
+    assert outcome.stopped and "token budget" in outcome.stopped
+    assert 0 < len(records) == outcome.done < 40
+    assert ledger.tokens <= 400
+
+
+def test_runner_bounds_items_in_flight_and_skips_done_ones(tmp_path):
+    started = []
+    peak = 0
+    running = 0
+
+    async def work(item_id, value):
+        nonlocal peak, running
+        started.append(item_id)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return {"v": value}
+
+    records = RecordLog(tmp_path / "r.jsonl")
+    records.append({"id": "0", "v": 0})
+    outcome = asyncio.run(run_items([(str(i), i) for i in range(30)], work, records, RecordLog(tmp_path / "f"),
+                                    Progress(enabled=False), window=3))
+    assert "0" not in started and len(started) == 29 and peak == 3
+    assert outcome.done == 30 and len(RecordLog(tmp_path / "r.jsonl")) == 30
+
+
+def test_record_log_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "a", "x": 1}\n{"id": "b", "x": 2}\n{"id": "c", "x"')
+    log = RecordLog(path)
+    assert list(log.rows) == ["a", "b"]
+    log.append({"id": "c", "x": 3})
+    log.close()
+    assert [r["id"] for r in RecordLog(path)] == ["a", "b", "c"]
