@@ -49,30 +49,36 @@ async def run_items(
                 return
             running[asyncio.create_task(work(*nxt))] = nxt[0]
 
+    def settle(task: asyncio.Task) -> None:
+        item_id = running.pop(task)
+        err = task.exception()
+        if err is None:
+            records.append({"id": item_id, **task.result()})
+            outcome.done += 1
+            progress.on_item()
+        elif isinstance(err, BudgetReached):
+            outcome.stopped = str(err)  # let the items in flight finish, start no more
+        elif isinstance(err, RequestRejected):
+            failures.append({"id": item_id, "error": str(err)})
+            outcome.failed += 1
+            if outcome.failed >= MAX_REJECTIONS_BEFORE_ANY_SUCCESS and outcome.done == 0:
+                raise BackendError(f"the first {outcome.failed} requests were all rejected: {err}")
+        else:
+            raise err
+
     try:
         launch()
         while running:
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                item_id = running.pop(task)
-                err = task.exception()
-                if err is None:
-                    row = task.result()
-                    records.append({"id": item_id, **row})
-                    outcome.done += 1
-                    progress.on_item()
-                elif isinstance(err, BudgetReached):
-                    outcome.stopped = str(err)  # let the items in flight finish, start no more
-                elif isinstance(err, RequestRejected):
-                    failures.append({"id": item_id, "error": str(err)})
-                    outcome.failed += 1
-                    if outcome.failed >= MAX_REJECTIONS_BEFORE_ANY_SUCCESS and outcome.done == 0:
-                        raise BackendError(f"the first {outcome.failed} requests were all rejected: {err}")
-                else:
-                    raise err
+                settle(task)
             launch()
     finally:
-        # On a fatal error or Ctrl-C, whatever was answered is already in the cache.
+        # On a fatal error or Ctrl-C: record the items that did finish, cancel the rest
+        # (whatever they were answered is already in the cache).
+        for task in list(running):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                settle(task)
         for task in running:
             task.cancel()
         if running:

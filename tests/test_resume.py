@@ -1,5 +1,6 @@
 """Crash and resume: a run killed with SIGKILL half-way asks the server only for what is missing."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -53,3 +54,34 @@ def test_sigkill_then_resume_sends_only_the_missing_requests(tmp_path):
         assert straight.wait(120) == 0, straight.stderr.read()
     assert read_dataset(killed) == read_dataset(whole)
     assert len(read_dataset(whole)) == N
+
+
+def test_ctrl_c_and_sigterm_stop_gracefully_and_keep_every_response(tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"item {i}"} for i in range(N)])
+    out = tmp_path / "run"
+    with LoopbackServer(latency=0.03) as server:
+        for rounds, sig in enumerate((signal.SIGINT, signal.SIGTERM), start=1):
+            proc = start(prompts, server, out)
+            target = server.stats.answered_total + 20
+            deadline = time.monotonic() + 60
+            while server.stats.answered_total < target and time.monotonic() < deadline:
+                time.sleep(0.01)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: interrupted") and "resume" in lines[0]
+            # Graceful: the answers that reached the client are cached (only those cut off in
+            # flight, at most the concurrency each time, are not), the records log is whole,
+            # and the stats are written.
+            answered, kept = server.stats.answered_total, len(cached_keys(out))
+            assert answered - 4 * rounds <= kept <= answered
+            records = (out / "records.jsonl").read_text()
+            assert records.endswith("\n") and records.count("\n") == kept >= 20
+            stats = json.loads((out / "stats.json").read_text())
+            assert stats["stopped"] == "interrupted" and stats["items"]["done"] == records.count("\n")
+        received, kept = server.stats.received, len(cached_keys(out))
+        rerun = start(prompts, server, out)
+        assert rerun.wait(120) == 0, rerun.stderr.read()
+        assert server.stats.received - received == N - kept
+    assert len(read_dataset(out)) == N

@@ -218,3 +218,15 @@ def test_without_vllm_construction_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError) as info:
         VLLMBackend("org/model")
     assert str(info.value) == "the vllm backend needs vLLM: pip install 'distill[vllm]' on a machine with a GPU"
+
+
+def test_a_request_vllm_cannot_take_is_rejected_not_fatal():
+    from distill.backends.base import RejectedError
+
+    class TooLong(StandInEngine):
+        def generate(self, prompt, params, request_id):
+            raise ValueError("prompt is longer than max_model_len")
+
+    backend = VLLMBackend("m", engine=TooLong(), make_sampling_params=dict)
+    with pytest.raises(RejectedError, match="max_model_len"):
+        asyncio.run(backend.complete(Request.text("m", "x")))

@@ -21,7 +21,7 @@ import itertools
 import uuid
 from typing import Any, Callable
 
-from distill.backends.base import PermanentError
+from distill.backends.base import PermanentError, RejectedError
 from distill.errors import ConfigError
 from distill.request import Request, Response, SamplingParams, Usage
 
@@ -105,6 +105,8 @@ class VLLMBackend:
             raise
         except PermanentError:
             raise
+        except ValueError as err:  # vLLM's word for a request it cannot take, e.g. past max_model_len
+            raise RejectedError(f"vLLM rejected request {request_id}: {err}") from err
         except Exception as err:
             raise PermanentError(f"vLLM failed on request {request_id}: {type(err).__name__}: {err}") from err
         if final is None or not final.outputs:
