@@ -32,22 +32,24 @@ def execute(
     make_work: Callable[[Client], Work],
     finish: Callable[[RunDir, list[dict[str, Any]]], None],
 ) -> Outcome:
+    # Everything that can refuse the options comes before the run directory is touched.
     backend_name = choose_backend(config)
-    backend = make_backend(config)  # first: a missing key or model must not leave a run behind
+    price = price_for(config.model or "", load_prices(config.prices)) if backend_name == "openai" else FREE
+    ledger = Ledger(price, config.max_cost_usd, config.max_tokens)
+    backend = make_backend(config)
     try:
         run = RunDir.open(command, config)
     except BaseException:
         asyncio.run(backend.aclose())
         raise
     try:
-        price = price_for(backend.model_id(), load_prices(config.prices)) if backend_name == "openai" else FREE
         cache = RequestCache(run.cache_path)
         client = Client(
             backend,
             cache,
             concurrency=config.concurrency,
             limiter=RateLimiter(config.rpm, config.tpm),
-            ledger=Ledger(price, config.max_cost_usd, config.max_tokens),
+            ledger=ledger,
             retry=RetryPolicy(max_retries=config.max_retries),
             progress=Progress(enabled=not config.quiet, description=command),
         )
