@@ -256,14 +256,14 @@ def test_text_mode_refuses_chats(cli, tmp_path):
 
 def test_cost_budget_with_a_user_price_table(cli, server, prompts_file, tmp_path):
     prices = tmp_path / "prices.yaml"
-    prices.write_text("teacher: {input: 1000.0, output: 2000.0}\n")
+    prices.write_text("teacher: {input: 10000.0, output: 20000.0}\n")
     out = tmp_path / "run"
     env = {"OPENAI_API_KEY": KEY}
-    result = cli(*openai_args(server, prompts_file, out, "--prices", prices, "--max-cost-usd", "0.5",
+    result = cli(*openai_args(server, prompts_file, out, "--prices", prices, "--max-cost-usd", "1.5",
                               "--max-new-tokens", "16", "--concurrency", "2"), env=env)
-    assert_one_line_error(result, "cost budget ($0.50)")
+    assert_one_line_error(result, "cost budget ($1.50)")
     stats = json.loads((out / "stats.json").read_text())
-    assert 0 < stats["cost_usd"] <= 0.5 and 0 < stats["items"]["done"] < 20
+    assert 0 < stats["cost_usd"] <= 1.5 and 0 < stats["items"]["done"] < 20
 
 
 def test_a_cost_cap_needs_a_price(cli, server, prompts_file, tmp_path):
