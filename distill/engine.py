@@ -16,7 +16,7 @@ from distill.backends import choose_backend, make_backend
 from distill.cache import RequestCache
 from distill.client import Client, RetryPolicy
 from distill.config import EngineConfig
-from distill.errors import StoppedEarly
+from distill.errors import DistillError, StoppedEarly
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
 from distill.run import RunDir
@@ -55,7 +55,6 @@ def execute(
         )
         records, failures = run.records(), run.failures()
         started = time.monotonic()
-        outcome: Outcome | None = None
 
         async def generate() -> Outcome:
             try:
@@ -64,11 +63,26 @@ def execute(
             finally:
                 await backend.aclose()
 
+        ended_by: str | None = None
         try:
             outcome = _run(generate)
+            ended_by = outcome.stopped
+        except DistillError as err:
+            ended_by = str(err)
+            raise
         finally:
-            stats = {"command": command, "backend": backend_name, "model": backend.model_id()}
-            _write_stats(run, stats, client, cache, records, outcome, price, time.monotonic() - started)
+            prompt_tokens, completion_tokens = cache.usage_totals()  # every session, killed ones too
+            cache.close()
+            run.write_stats({
+                "command": command,
+                "backend": backend_name,
+                "model": backend.model_id(),
+                "items": {"done": len(records), "total": len(items), "failed": len(failures)},
+                "stopped": ended_by,
+                "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
+                "cost_usd": None if price is None else round(price.cost(prompt_tokens, completion_tokens), 6),
+                "last_session": {"elapsed_s": round(time.monotonic() - started, 3), **client.stats.to_dict()},
+            })
             records.close()
             failures.close()
         if outcome.stopped:
@@ -104,19 +118,3 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
 
 def _order(item_id: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in item_id.split(":"))
-
-
-def _write_stats(run, stats, client, cache, records, outcome, price, elapsed) -> None:
-    """Totals come from the cache, so they include sessions that were killed before writing stats."""
-    prompt_tokens, completion_tokens = cache.usage_totals()
-    stats = {
-        **stats,
-        "items": {"done": len(records), "total": outcome.total if outcome else None, "failed": outcome.failed if outcome else None},
-        "stopped": outcome.stopped if outcome else "interrupted",
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
-        "cost_usd": None if price is None else round(price.cost(prompt_tokens, completion_tokens), 6),
-        "last_session": {"elapsed_s": round(elapsed, 3), **client.stats.to_dict()},
-    }
-    run.write_stats(stats)
-    cache.close()
-
