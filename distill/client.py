@@ -89,10 +89,12 @@ class Client:
         self._pending[key] = future
         try:
             response = await self._ask(key, request)
-        except BaseException as err:
-            if not future.done():
-                future.set_exception(err)
-                future.exception()  # mark retrieved: nobody else may be waiting
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: nobody else may be waiting
             raise
         finally:
             del self._pending[key]

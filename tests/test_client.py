@@ -215,3 +215,17 @@ def test_record_log_cuts_a_torn_last_line(tmp_path):
     log.append({"id": "c", "x": 3})
     log.close()
     assert [r["id"] for r in RecordLog(path)] == ["a", "b", "c"]
+
+
+def test_waiters_on_a_shared_request_see_its_failure(tmp_path):
+    def always(request):
+        raise PermanentError("model gone")
+
+    client = make_client(tmp_path, FakeBackend(reply=always, latency=0.01))
+
+    async def go():
+        return await asyncio.gather(*(client.complete(chat("same")) for _ in range(3)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, BackendError) and "model gone" in str(r) for r in results)
+    assert client._pending == {}
