@@ -34,7 +34,9 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    lazy_subcommands={"generate": "distill.commands.generate:generate"},
+    lazy_subcommands={
+        "generate": "distill.commands.generate:generate",
+    },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "--version", prog_name="distill")

@@ -29,7 +29,7 @@ class EngineConfig(BaseModel):
     RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"output", "fresh", "concurrency", "rpm", "tpm", "max_retries", "timeout", "max_cost_usd",
          "max_tokens", "prices", "quiet", "limit", "base_url", "api_key_env", "tensor_parallel_size",
-         "n_threads", "n_ctx"}
+         "n_threads", "n_ctx", "test_size", "format"}
     )
 
     output: Path
@@ -51,6 +51,9 @@ class EngineConfig(BaseModel):
     prices: Path | None = None
     seed: int = 0
     quiet: bool = False
+    # The export: a seeded test split (a fraction of the prompts, or a count), JSON Lines too.
+    test_size: float | None = Field(None, gt=0)
+    format: Literal["parquet", "jsonl"] = "parquet"
 
     @field_validator("api_key_env")
     @classmethod
@@ -62,6 +65,29 @@ class EngineConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The part of the config that decides what the run produces."""
         return self.model_dump(mode="json", exclude=set(self.RUNTIME_KEYS))
+
+
+class InputConfig(BaseModel):
+    """Where a command's rows come from, and which of them it takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str
+    split: str | None = None
+    subset: str | None = None
+    revision: str | None = None
+    column_map: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1)
+    shuffle: bool = False
+
+    @field_validator("column_map", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            from distill.inputs import parse_column_map
+
+            return parse_column_map(list(value))
+        return value
 
 
 def read_yaml_config(path: Path) -> dict[str, Any]:

@@ -14,12 +14,14 @@ from typing import Any, Awaitable, Callable
 from distill.accounting import FREE, Ledger, load_prices, price_for
 from distill.backends import choose_backend, make_backend
 from distill.cache import RequestCache
+from distill.card import Method, public_input, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import EngineConfig
 from distill.errors import DistillError, StoppedEarly
+from distill.export import Config, write_configs
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
-from distill.run import RunDir
+from distill.run import RunDir, write_atomic
 from distill.runner import Outcome, run_items
 
 Work = Callable[[str, Any], Awaitable[dict[str, Any]]]
@@ -30,8 +32,12 @@ def execute(
     config: EngineConfig,
     items: list[tuple[str, Any]],
     make_work: Callable[[Client], Work],
-    finish: Callable[[RunDir, list[dict[str, Any]]], None],
+    build: Callable[[list[dict[str, Any]]], list[Config]],
+    method: Method,
+    models: list[str] | None = None,
 ) -> Outcome:
+    """Generate every item (resuming what is done), then export the dataset `build` makes
+    from the records, with its card, into the run directory."""
     # Everything that can refuse the options comes before the run directory is touched.
     backend_name = choose_backend(config)
     price = price_for(config.model or "", load_prices(config.prices)) if backend_name == "openai" else FREE
@@ -89,7 +95,8 @@ def execute(
             raise StoppedEarly(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
-        finish(run, sorted(records, key=lambda r: _order(r["id"])))
+        configs = build(sorted(records, key=lambda r: _order(r["id"])))
+        export(run, configs, config, method, models or [backend.model_id()])
         return outcome
     finally:
         run.close()
@@ -114,6 +121,31 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
         return asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise Interrupted("interrupted: every finished response is kept; run the same command again to resume") from None
+
+
+def export(run: RunDir, configs: list[Config], config: EngineConfig, method: Method, models: list[str]) -> None:
+    """Write the dataset in the Hub layout and its card; record the split sizes in the stats."""
+    written = write_configs(run.path, configs, jsonl=config.format == "jsonl")
+    stats = run.read_stats()
+    stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
+    run.write_stats(stats)
+    settings = card_settings(config, models)
+    split_rule = None
+    if config.test_size:
+        share = f"{config.test_size:.0%} of the prompts" if config.test_size < 1 else f"{config.test_size:g} prompts"
+        split_rule = f"The test split holds {share}, drawn with the seed; all rows of a prompt stay on one side."
+    card = render_card(method, configs, written, settings, stats, models, split_rule)
+    write_atomic(run.path / "README.md", card)
+
+
+def card_settings(config: EngineConfig, models: list[str]) -> dict[str, Any]:
+    """What the card says about how the data was made: no secret, no local path, no endpoint."""
+    settings: dict[str, Any] = {"backend": choose_backend(config), "model": ", ".join(models)}
+    for key, value in config.identity().items():
+        if key in ("backend", "model", "column_map") or value in (None, False, [], {}, ""):
+            continue
+        settings[key] = public_input(value) if key == "input" else value
+    return settings
 
 
 def _order(item_id: str) -> tuple:

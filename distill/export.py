@@ -1,25 +1,111 @@
-"""Writing a run's final dataset as parquet shards under RUN_DIR/data/."""
+"""A run's final dataset in the Hub layout, loadable as is by `datasets.load_dataset(RUN_DIR)`.
+
+    RUN_DIR/README.md                              dataset card; its YAML declares configs and splits
+    RUN_DIR/data/<split>-0000i-of-0000n.parquet    the default config
+    RUN_DIR/<config>/<split>-0000i-of-0000n.parquet  companion configs (e.g. every rating)
+    RUN_DIR/jsonl/[<config>/]<split>.jsonl         with --format jsonl, for reading
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import random
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.run import DATA
+from distill.errors import ConfigError
+
+DEFAULT_CONFIG = "default"
+MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub
 
 
-def write_split(run_path: Path, split: str, rows: list[dict[str, Any]]) -> Path:
-    """One shard per split for now, named as on the Hub: data/<split>-00000-of-00001.parquet."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@dataclass
+class Config:
+    """One configuration of the dataset: its features and its splits' rows."""
 
-    folder = Path(run_path) / DATA
-    folder.mkdir(exist_ok=True)
-    for old in folder.glob(f"{split}-*.parquet"):
-        old.unlink()
-    target = folder / f"{split}-00000-of-00001.parquet"
-    tmp = target.with_name(target.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, target)
-    return target
+    name: str
+    features: Any  # datasets.Features
+    splits: dict[str, list[dict[str, Any]]]
+
+    @property
+    def folder(self) -> str:
+        return "data" if self.name == DEFAULT_CONFIG else self.name
+
+
+@dataclass
+class Written:
+    config: str
+    split: str
+    rows: int
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def train_test_split(
+    rows: list[dict[str, Any]], test_size: float | None, seed: int, group: str = "prompt_id"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A seeded split that keeps every row of one prompt on the same side (no leakage).
+
+    test_size < 1 is a fraction of the prompts, >= 1 a number of prompts.
+    """
+    if not test_size:
+        return rows, []
+    keys = sorted({row[group] for row in rows})
+    random.Random(seed).shuffle(keys)
+    count = round(test_size * len(keys)) if test_size < 1 else int(test_size)
+    if count >= len(keys):
+        raise ConfigError(f"--test-size {test_size:g} leaves no training rows ({len(keys)} prompts in all)")
+    test_keys = set(keys[:count])
+    return [r for r in rows if r[group] not in test_keys], [r for r in rows if r[group] in test_keys]
+
+
+def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False) -> list[Written]:
+    """Write every config's splits as parquet shards (and JSON Lines), replacing older exports."""
+    import datasets
+
+    datasets.disable_progress_bars()  # distill has its own progress display
+    run_path = Path(run_path)
+    staging = run_path / ".export"
+    shutil.rmtree(staging, ignore_errors=True)
+    written: list[Written] = []
+    for config in configs:
+        for split, rows in config.splits.items():
+            ds = datasets.Dataset.from_list(rows, features=config.features)
+            shards = max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES))
+            entry = Written(config.name, split, len(rows))
+            for index in range(shards):
+                name = f"{config.folder}/{split}-{index:05d}-of-{shards:05d}.parquet"
+                target = staging / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                ds.shard(shards, index, contiguous=True).to_parquet(str(target))
+                entry.files.append(name)
+                entry.bytes += target.stat().st_size
+            if jsonl:
+                folder = staging / "jsonl" / ("" if config.name == DEFAULT_CONFIG else config.name)
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                    for row in ds:
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            written.append(entry)
+    # Swap the new export in; the records and the cache stay the source of truth.
+    for folder in {c.folder for c in configs} | {"jsonl"}:
+        shutil.rmtree(run_path / folder, ignore_errors=True)
+        if (staging / folder).exists():
+            os.replace(staging / folder, run_path / folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def card_configs(configs: list[Config]) -> list[dict[str, Any]]:
+    """The `configs:` block of the card's YAML header."""
+    return [
+        {
+            "config_name": c.name,
+            "data_files": [{"split": split, "path": f"{c.folder}/{split}-*"} for split in c.splits],
+        }
+        for c in configs
+    ]

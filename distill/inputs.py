@@ -21,16 +21,44 @@ SHARD = re.compile(r"^(?P<split>.+?)(?:-\d+-of-\d+)?\.parquet$")
 
 
 def load_rows(source: str, split: str | None = None, subset: str | None = None, revision: str | None = None) -> list[dict[str, Any]]:
+    """The rows of one split (by default train, else train_sft, train_prefs, else the first)."""
+    if _is_hub_id(source):
+        return _read_hub(source, split or "train", subset, revision)
+    return pick_split(load_splits(source), source, split)
+
+
+def load_splits(source: str, subset: str | None = None, revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every split of an input; a single file is one split, "train"."""
     path = Path(source)
     if path.is_file():
-        return _read_file(path)
+        return {"train": _read_file(path)}
     if path.is_dir():
-        return _read_dir(path, split)
+        return _read_dir(path)
+    if _is_hub_id(source):
+        return _read_hub(source, None, subset, revision)
+    raise InputError(f"input {source} does not exist (expected a file, a directory or a Hub dataset id org/name)")
+
+
+def pick_split(splits: dict[str, list[dict[str, Any]]], source: str, split: str | None) -> list[dict[str, Any]]:
+    wanted = split or next((name for name in DEFAULT_SPLITS if name in splits), next(iter(splits)))
+    if wanted not in splits:
+        raise InputError(f"input {source} has no split {wanted!r} (has: {', '.join(splits)})")
+    return splits[wanted]
+
+
+DEFAULT_SPLITS = ("train", "train_sft", "train_prefs")
+
+
+def _is_hub_id(source: str) -> bool:
     # A relative path like data/prompts.jsonl also matches org/name: a missing local file
     # must not be looked up on the Hub (slow retries, then a misleading error).
-    if HUB_ID.match(source) and not source.startswith((".", "/")) and path.suffix.lower() not in FILE_SUFFIXES:
-        return _read_hub(source, split, subset, revision)
-    raise InputError(f"input {source} does not exist (expected a file, a directory or a Hub dataset id org/name)")
+    path = Path(source)
+    return (
+        not path.exists()
+        and bool(HUB_ID.match(source))
+        and not source.startswith((".", "/"))
+        and path.suffix.lower() not in FILE_SUFFIXES
+    )
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
@@ -117,18 +145,15 @@ def _read_table(paths: list[Path], kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_dir(path: Path, split: str | None) -> list[dict[str, Any]]:
+def _read_dir(path: Path) -> dict[str, list[dict[str, Any]]]:
     shards = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
     if shards:  # a run directory or a Hub-layout export
-        split_of = {s: SHARD.match(s.name).group("split") for s in shards}
-        names = set(split_of.values())
-        wanted = split or ("train" if "train" in names else sorted(names)[0])
-        chosen = [s for s in shards if split_of[s] == wanted]
-        if not chosen:
-            raise InputError(f"{path}: no split {wanted!r} (has: {', '.join(sorted(names))})")
-        return _read_table(chosen, "parquet")
+        by_split: dict[str, list[Path]] = {}
+        for shard in shards:
+            by_split.setdefault(SHARD.match(shard.name).group("split"), []).append(shard)
+        return {name: _read_table(files, "parquet") for name, files in by_split.items()}
     if (path / "records.jsonl").is_file():  # a run that has not exported yet
-        return _read_jsonl(path / "records.jsonl", torn_tail_ok=True)
+        return {"train": _read_jsonl(path / "records.jsonl", torn_tail_ok=True)}
     import datasets
 
     try:
@@ -136,21 +161,41 @@ def _read_dir(path: Path, split: str | None) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise InputError(f"{path}: a directory with no dataset in it") from None
     if isinstance(loaded, datasets.DatasetDict):
-        wanted = split or ("train" if "train" in loaded else next(iter(loaded)))
-        if wanted not in loaded:
-            raise InputError(f"{path}: no split {wanted!r} (has: {', '.join(loaded)})")
-        loaded = loaded[wanted]
-    return loaded.to_list()
+        return {name: ds.to_list() for name, ds in loaded.items()}
+    return {"train": loaded.to_list()}
 
 
-def _read_hub(name: str, split: str | None, subset: str | None, revision: str | None) -> list[dict[str, Any]]:
+def _read_hub(name: str, split: str | None, subset: str | None, revision: str | None):
+    """One split's rows, or (split=None) every split's."""
     import datasets
 
     try:
-        loaded = datasets.load_dataset(name, subset, split=split or "train", revision=revision)
+        loaded = datasets.load_dataset(name, subset, split=split, revision=revision)
     except Exception as err:  # offline, unknown repo, unknown split: all end the same way
         raise InputError(f"cannot load Hub dataset {name}: {' '.join(str(err).split())[:300]}") from None
+    if split is None:
+        return {key: ds.to_list() for key, ds in loaded.items()}
     return loaded.to_list()
+
+
+def rename_columns(rows: list[dict[str, Any]], mapping: dict[str, str], source: str) -> list[dict[str, Any]]:
+    """--column-map old=new: use an input whose columns are named otherwise."""
+    if not mapping or not rows:
+        return rows
+    missing = [old for old in mapping if old not in rows[0]]
+    if missing:
+        raise InputError(f"input {source} has no column {missing[0]!r} to rename (columns: {', '.join(rows[0])})")
+    return [{mapping.get(key, key): value for key, value in row.items()} for row in rows]
+
+
+def parse_column_map(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise InputError(f"--column-map takes OLD=NEW, not {pair!r}")
+        mapping[old.strip()] = new.strip()
+    return mapping
 
 
 def select(rows: list[dict[str, Any]], source: str, limit: int | None = None, shuffle_seed: int | None = None) -> list[dict[str, Any]]:
@@ -193,3 +238,10 @@ def check_prompt(value: Any, source: str, row: int, column: str) -> None:
     if value is None:
         raise InputError(f"{where}: missing or null (expected a string or a list of messages)")
     raise InputError(f"{where}: expected a string or a list of messages, got {type(value).__name__}")
+
+
+def load_input(config) -> list[dict[str, Any]]:
+    """An InputConfig's rows: loaded, columns renamed, shuffled (seeded) and limited."""
+    rows = load_rows(config.input, config.split, config.subset, config.revision)
+    rows = rename_columns(rows, config.column_map, config.input)
+    return select(rows, config.input, config.limit, config.seed if config.shuffle else None)

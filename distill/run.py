@@ -4,7 +4,8 @@
     RUN_DIR/cache.sqlite    every model response, committed as it arrives
     RUN_DIR/records.jsonl   finished items, one JSON line each, appended as they complete
     RUN_DIR/failed.jsonl    items the backend rejected, with the reason
-    RUN_DIR/data/           the final dataset (parquet shards)
+    RUN_DIR/data/           the final dataset (parquet shards, Hub layout)
+    RUN_DIR/README.md       its dataset card
     RUN_DIR/stats.json      counts, tokens, cost, time
 
 Running the same command on the same directory resumes it; --fresh starts over.
@@ -112,6 +113,10 @@ class RunDir:
 
     def failures(self) -> "RecordLog":
         return RecordLog(self.path / FAILED)
+
+    def read_stats(self) -> dict[str, Any]:
+        path = self.path / STATS
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         write_atomic(self.path / STATS, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")

@@ -1,33 +1,39 @@
 """Completions: answer every prompt (or chat) of an input column, `samples` times each.
 
 The generic building block the method pipelines reuse: one request per (prompt, sample),
-recorded with the response, its finish reason and token usage.
+recorded with the response, its finish reason and token usage, and the exchange as a
+chat (`messages`) ready for SFT.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import Field
 
+from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig
+from distill.config import EngineConfig, InputConfig
 from distill.engine import execute
 from distill.errors import InputError
-from distill.export import write_split
-from distill.inputs import check_prompt, load_rows, pick_column, select
+from distill.export import DEFAULT_CONFIG, Config, train_test_split
+from distill.inputs import check_prompt, load_input, pick_column
 from distill.request import Message, Request, SamplingParams
-from distill.run import RunDir
 from distill.runner import Outcome
 from distill.seeding import derive_seed
 
+METHOD = Method(
+    name="Completions",
+    command="distill generate completions",
+    description="Each prompt of the input was answered by the teacher model, once per sample.",
+)
 
-def prompt_id(prompt: str | list[Message]) -> str:
-    """sha256 of the prompt text (of the last user turn for a chat), as in ultrachat_200k."""
-    if isinstance(prompt, list):
-        prompt = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), prompt[-1]["content"])
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+def prompt_text(prompt: str | list[Message]) -> str:
+    """The text a prompt_id hashes: the prompt itself, or a chat's last user turn."""
+    if isinstance(prompt, str):
+        return prompt
+    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), prompt[-1]["content"])
 
 
 def build_request(
@@ -58,18 +64,18 @@ async def answer(
     sample: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    pid = prompt_id(prompt)
-    params = SamplingParams(
-        temperature=params.temperature,
-        top_p=params.top_p,
-        max_tokens=params.max_tokens,
-        stop=params.stop,
-        seed=derive_seed(seed, pid, sample),
-    )
-    response = await client.complete(build_request(client.model, prompt, params, mode, system, sample))
+    from distill.schemas import prompt_id
+
+    text = prompt_text(prompt)
+    pid = prompt_id(text)
+    params = SamplingParams(params.temperature, params.top_p, params.max_tokens, params.stop, seed=derive_seed(seed, pid, sample))
+    request = build_request(client.model, prompt, params, mode, system, sample)
+    response = await client.complete(request)
+    conversation = list(request.messages) if request.messages is not None else [{"role": "user", "content": text}]
     return {
-        "prompt": prompt,
+        "prompt": text,
         "prompt_id": pid,
+        "messages": conversation + [{"role": "assistant", "content": response.text}],
         "sample": sample,
         "response": response.text,
         "finish_reason": response.finish_reason,
@@ -79,14 +85,8 @@ async def answer(
     }
 
 
-class CompletionsConfig(EngineConfig):
-    input: str
+class CompletionsConfig(EngineConfig, InputConfig):
     column: str | None = None
-    split: str | None = None
-    subset: str | None = None
-    revision: str | None = None
-    limit: int | None = Field(None, ge=1)
-    shuffle: bool = False
     mode: Literal["chat", "text"] = "chat"
     system: str | None = None
     samples: int = Field(1, ge=1)
@@ -100,8 +100,7 @@ PROMPT_COLUMNS = ("prompt", "messages", "instruction", "text", "question")
 
 
 def run(config: CompletionsConfig) -> Outcome:
-    rows = load_rows(config.input, config.split, config.subset, config.revision)
-    rows = select(rows, config.input, config.limit, config.seed if config.shuffle else None)
+    rows = load_input(config)
     column = pick_column(rows, config.input, config.column, PROMPT_COLUMNS)
     for index, row in enumerate(rows):
         check_prompt(row.get(column), config.input, index, column)
@@ -119,7 +118,11 @@ def run(config: CompletionsConfig) -> Outcome:
 
         return work
 
-    def finish(run_dir: RunDir, records: list[dict[str, Any]]) -> None:
-        write_split(run_dir.path, "train", [{k: v for k, v in r.items() if k != "id"} for r in records])
+    def build(records: list[dict[str, Any]]) -> list[Config]:
+        from distill.schemas import COMPLETION
 
-    return execute("generate completions", config, items, make_work, finish)
+        rows = [{k: v for k, v in r.items() if k != "id"} for r in records]
+        train, test = train_test_split(rows, config.test_size, config.seed)
+        return [Config(DEFAULT_CONFIG, COMPLETION, {"train": train, **({"test": test} if test else {})})]
+
+    return execute("generate completions", config, items, make_work, build, METHOD)

@@ -20,7 +20,7 @@ def test_wheel_puts_root_packages_inside_distill(tmp_path):
     (wheel,) = tmp_path.glob("distill-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     # Every source file of the tree is in the wheel, at its place in the distill namespace.
-    expected = {"distill/prices.yaml"}
+    expected = {"distill/prices.yaml", "distill/dataset_card.md.j2"}
     for folder, installed in (("distill", "distill"), ("pipelines", "distill/pipelines"), ("prompts", "distill/prompts"),
                               ("filters", "distill/filters"), ("train", "distill/train")):
         for source in (ROOT / folder).rglob("*.py"):

@@ -1,16 +1,11 @@
 import click
 
-from distill.commands.options import engine_options
+from distill.commands.options import engine_options, input_options
 
 
 @click.command()
-@click.option("--input", "input", help="Prompts: a .jsonl/.json/.parquet/.csv/.txt file, a saved dataset, a run directory or a Hub id.")
+@input_options
 @click.option("--column", help="Column holding the prompt (a string) or chat (a list of messages).  [default: prompt, messages, instruction, text, question]")
-@click.option("--split", help="Split to read from a dataset.  [default: train]")
-@click.option("--subset", help="Hub dataset config name.")
-@click.option("--revision", help="Hub dataset revision.")
-@click.option("-n", "--limit", type=int, help="Answer only the first N prompts.")
-@click.option("--shuffle", is_flag=True, default=False, help="Shuffle the prompts (seeded) before --limit.")
 @click.option("--mode", type=click.Choice(["chat", "text"]), help="chat: chat requests; text: plain completions for base models.  [default: chat]")
 @click.option("--system", help="System prompt for every chat.")
 @click.option("--samples", type=int, help="Responses per prompt.  [default: 1]")

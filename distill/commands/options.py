@@ -38,10 +38,28 @@ _ENGINE_OPTIONS = [
     click.option("--prices", type=click.Path(path_type=Path), help="YAML price table that extends the built-in one."),
     click.option("--seed", type=int, help="Seed from which all randomness derives.  [default: 0]"),
     click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar."),
+    click.option("--test-size", type=float, help="Seeded test split: a fraction (<1) or a number of prompts."),
+    click.option("--format", type=click.Choice(["parquet", "jsonl"]), help="jsonl also writes JSON Lines beside the parquet shards."),
+]
+
+_INPUT_OPTIONS = [
+    click.option("--input", "input", help="A .jsonl/.json/.parquet/.csv/.txt file, a saved dataset, a run directory or a Hub id."),
+    click.option("--split", help="Split to read.  [default: train, train_sft or train_prefs]"),
+    click.option("--subset", help="Hub dataset config name."),
+    click.option("--revision", help="Hub dataset revision."),
+    click.option("--column-map", multiple=True, help="Rename an input column, OLD=NEW; repeatable."),
+    click.option("-n", "--limit", type=int, help="Take only the first N rows."),
+    click.option("--shuffle", is_flag=True, default=False, help="Shuffle the rows (seeded) before --limit."),
 ]
 
 
 def engine_options(command):
     for option in reversed(_ENGINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def input_options(command):
+    for option in reversed(_INPUT_OPTIONS):
         command = option(command)
     return command

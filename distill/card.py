@@ -1,0 +1,90 @@
+"""The dataset card, generated from the run: what made it, what it holds, what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from distill.export import Config, Written, card_configs
+
+# Stands in for the repository id until `distill push` knows it.
+REPO_PLACEHOLDER = "YOUR_ORG/YOUR_DATASET"
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a pipeline tells the card about itself."""
+
+    name: str
+    command: str
+    description: str
+    paper: str | None = None
+    paper_url: str | None = None
+
+
+def size_category(rows: int) -> str:
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < bound:
+            return label
+    return "1M<n<10M" if rows < 10_000_000 else "n>10M"
+
+
+def render_card(
+    method: Method,
+    configs: list[Config],
+    written: list[Written],
+    settings: dict[str, Any],
+    stats: dict[str, Any],
+    models: list[str],
+    split_rule: str | None = None,
+) -> str:
+    total_rows = sum(w.rows for w in written if w.config == configs[0].name)
+    info = [
+        {
+            "config_name": c.name,
+            "features": c.features._to_yaml_list(),
+            "splits": [{"name": w.split, "num_bytes": w.bytes, "num_examples": w.rows} for w in written if w.config == c.name],
+        }
+        for c in configs
+    ]
+    header = {
+        "pretty_name": f"{method.name} ({', '.join(models)})",
+        "license": "other",
+        "task_categories": ["text-generation"],
+        "tags": ["synthetic", "distill"],
+        "size_categories": [size_category(total_rows)],
+        "configs": card_configs(configs),
+        "dataset_info": info,
+    }
+    template = jinja2.Template(
+        resources.files("distill").joinpath("dataset_card.md.j2").read_text(encoding="utf-8"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return template.render(
+        header=yaml.safe_dump(header, sort_keys=False, allow_unicode=True),
+        title=header["pretty_name"],
+        method=method,
+        settings=settings,
+        written=written,
+        columns=list(configs[0].features),
+        split_rule=split_rule,
+        tokens=stats["tokens"],
+        cost_usd=stats.get("cost_usd"),
+        filters=stats.get("filters") or [],
+        models=models,
+        repo_id=REPO_PLACEHOLDER,
+    )
+
+
+def public_input(source: str) -> str:
+    """A Hub id as is; a local path reduced to its name (no local paths in a card)."""
+    path = Path(source)
+    return path.name if path.exists() or "/" not in source or source.startswith((".", "/", "~")) else source
