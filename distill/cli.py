@@ -36,6 +36,7 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     lazy_subcommands={
         "generate": "distill.commands.generate:generate",
+        "push": "distill.commands.push:push",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -1,0 +1,80 @@
+"""`distill push`: upload a run's exported dataset (card + parquet shards) to the Hub.
+
+The token comes from HF_TOKEN or the user's `hf auth login`, never from a flag, and is
+never written anywhere. Only the card and the shards its configs name are uploaded: the
+request cache, records and config stay on this machine.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distill.card import REPO_PLACEHOLDER
+from distill.errors import ConfigError, DistillError
+from distill.run import write_atomic
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def card_header(card: str) -> dict[str, Any]:
+    if not card.startswith("---\n"):
+        return {}
+    head = card[4:].split("\n---\n", 1)[0]
+    return yaml.safe_load(head) or {}
+
+
+def dataset_files(run_path: Path) -> list[str]:
+    """The upload's allow-patterns: the card, and the shards of every config it declares."""
+    card = run_path / "README.md"
+    if not card.is_file():
+        raise DistillError(f"{run_path} has no final dataset (no README.md): finish the run first")
+    patterns = ["README.md"]
+    for config in card_header(card.read_text(encoding="utf-8")).get("configs", []):
+        for entry in config.get("data_files", []):
+            if not list(run_path.glob(entry["path"])):
+                raise DistillError(f"{run_path} has no files for {entry['path']}: re-run the command to export again")
+            patterns.append(entry["path"])
+    if len(patterns) == 1:
+        raise DistillError(f"{run_path}/README.md declares no data files")
+    return patterns
+
+
+def push_run(run_path: Path, repo_id: str, private: bool = False, revision: str | None = None, api=None) -> str:
+    run_path = Path(run_path)
+    if not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+        raise ConfigError(f"--repo-id must look like org/name, not {repo_id!r}")
+    if not run_path.is_dir():
+        raise DistillError(f"{run_path} is not a run directory")
+    patterns = dataset_files(run_path)
+    if api is None:
+        from huggingface_hub import HfApi, get_token
+
+        token = get_token()
+        if not token:
+            raise ConfigError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        api = HfApi(token=token)
+    # The card's loading snippet names the repository once it is known.
+    card_path = run_path / "README.md"
+    write_atomic(card_path, card_path.read_text(encoding="utf-8").replace(REPO_PLACEHOLDER, repo_id))
+    try:
+        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(run_path),
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=patterns,
+            commit_message="Upload a dataset made with distill",
+        )
+    except OSError as err:  # HfHubHTTPError and connection errors are OSErrors
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise DistillError(f"the Hub refused the token for {repo_id} (HTTP {status})") from None
+        raise DistillError(f"push to {repo_id} failed: {' '.join(str(err).split())[:300]}") from None
+    return str(url)
