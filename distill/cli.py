@@ -37,6 +37,7 @@ class LazyGroup(click.Group):
     lazy_subcommands={
         "generate": "distill.commands.generate:generate",
         "push": "distill.commands.push:push",
+        "stats": "distill.commands.stats:stats",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -31,9 +31,11 @@ def load_splits(source: str, subset: str | None = None, revision: str | None = N
     """Every split of an input; a single file is one split, "train"."""
     path = Path(source)
     if path.is_file():
+        if subset is not None:
+            raise InputError(f"--subset names a config of a Hub dataset or a run directory; {source} is a file")
         return {"train": _read_file(path)}
     if path.is_dir():
-        return _read_dir(path)
+        return _read_dir(path, subset)
     if _is_hub_id(source):
         return _read_hub(source, None, subset, revision)
     raise InputError(f"input {source} does not exist (expected a file, a directory or a Hub dataset id org/name)")
@@ -145,9 +147,15 @@ def _read_table(paths: list[Path], kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_dir(path: Path) -> dict[str, list[dict[str, Any]]]:
-    shards = sorted((path / "data").glob("*.parquet")) if (path / "data").is_dir() else []
-    if shards:  # a run directory or a Hub-layout export
+def _read_dir(path: Path, subset: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """A Hub-layout export (a run): data/ holds the default config, <name>/ the others."""
+    folder = path / ("data" if subset in (None, "default") else subset)
+    shards = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if subset not in (None, "default") and not shards:
+        configs = sorted(p.name for p in path.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+        named = ["default" if c == "data" else c for c in configs]
+        raise InputError(f"{path} has no subset {subset!r} (has: {', '.join(named) or 'none'})")
+    if shards:
         by_split: dict[str, list[Path]] = {}
         for shard in shards:
             by_split.setdefault(SHARD.match(shard.name).group("split"), []).append(shard)
