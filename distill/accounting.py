@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
@@ -64,18 +65,31 @@ class Ledger:
 
     A request is admitted only if the totals so far, the reservations of everything in
     flight and its own worst case (estimated prompt + max_tokens) stay within the budget.
+    `prices` is one price for every model, or a price (or None: unknown) per model name.
     """
 
-    def __init__(self, price: Price | None, max_cost_usd: float | None = None, max_tokens: int | None = None):
-        if max_cost_usd is not None and price is None:
-            raise ConfigError("--max-cost-usd needs a price for the model: add it with --prices FILE")
-        self.price = price
+    def __init__(
+        self,
+        prices: Price | Mapping[str, Price | None] | None,
+        max_cost_usd: float | None = None,
+        max_tokens: int | None = None,
+    ):
+        self.prices = prices
+        if max_cost_usd is not None:
+            unpriced = [m for m, p in prices.items() if p is None] if isinstance(prices, Mapping) else [] if prices else ["the model"]
+            if unpriced:
+                raise ConfigError(f"--max-cost-usd needs a price for {unpriced[0]}: add it with --prices FILE")
         self.max_cost_usd = max_cost_usd
         self.max_tokens = max_tokens
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.spent = 0.0
+        self.priced = True  # False once a response of a model with no known price is recorded
         self.reserved_tokens = 0
         self.reserved_cost = 0.0
+
+    def price_of(self, model: str) -> Price | None:
+        return self.prices.get(model) if isinstance(self.prices, Mapping) else self.prices
 
     @property
     def tokens(self) -> int:
@@ -83,20 +97,20 @@ class Ledger:
 
     @property
     def cost(self) -> float | None:
-        return None if self.price is None else self.price.cost(self.prompt_tokens, self.completion_tokens)
+        return self.spent if self.priced and self.prices is not None else None
 
     def worst_case(self, request: Request) -> tuple[int, float]:
         prompt = request.estimated_prompt_tokens()
         tokens = prompt + request.params.max_tokens
-        cost = self.price.cost(prompt, request.params.max_tokens) if self.price else 0.0
-        return tokens, cost
+        price = self.price_of(request.model)
+        return tokens, price.cost(prompt, request.params.max_tokens) if price else 0.0
 
     def reserve(self, request: Request) -> tuple[int, float]:
         tokens, cost = self.worst_case(request)
         if self.max_tokens is not None and self.tokens + self.reserved_tokens + tokens > self.max_tokens:
             raise BudgetReached(f"the token budget ({self.max_tokens:,}) is reached: {self.tokens:,} tokens used")
-        if self.max_cost_usd is not None and (self.cost or 0.0) + self.reserved_cost + cost > self.max_cost_usd:
-            raise BudgetReached(f"the cost budget (${self.max_cost_usd:.2f}) is reached: ${self.cost or 0:.4f} spent")
+        if self.max_cost_usd is not None and self.spent + self.reserved_cost + cost > self.max_cost_usd:
+            raise BudgetReached(f"the cost budget (${self.max_cost_usd:.2f}) is reached: ${self.spent:.4f} spent")
         self.reserved_tokens += tokens
         self.reserved_cost += cost
         return tokens, cost
@@ -105,6 +119,11 @@ class Ledger:
         self.reserved_tokens -= reservation[0]
         self.reserved_cost -= reservation[1]
 
-    def record(self, usage: Usage) -> None:
+    def record(self, usage: Usage, model: str) -> None:
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
+        price = self.price_of(model)
+        if price is None:
+            self.priced = False
+        else:
+            self.spent += price.cost(usage.prompt_tokens, usage.completion_tokens)

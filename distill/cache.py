@@ -43,13 +43,15 @@ class RequestCache:
             ),
         )
 
-    def usage_totals(self) -> tuple[int, int]:
-        """Prompt and completion tokens of every response ever stored: the run's true spend."""
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(json_extract(response, '$.usage.prompt_tokens')), 0),"
-            " COALESCE(SUM(json_extract(response, '$.usage.completion_tokens')), 0) FROM responses"
-        ).fetchone()
-        return int(row[0]), int(row[1])
+    def usage_by_model(self) -> dict[str, tuple[int, int]]:
+        """Prompt and completion tokens of every response ever stored, per requested model:
+        the run's true spend, sessions that were killed included."""
+        rows = self._db.execute(
+            "SELECT json_extract(request, '$.model'),"
+            " SUM(json_extract(response, '$.usage.prompt_tokens')),"
+            " SUM(json_extract(response, '$.usage.completion_tokens')) FROM responses GROUP BY 1"
+        ).fetchall()
+        return {model: (int(prompt or 0), int(completion or 0)) for model, prompt, completion in rows}
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

@@ -64,7 +64,7 @@ class Client:
         limit = min(concurrency, backend.max_concurrency or concurrency)
         self._slots = asyncio.Semaphore(limit)
         self.limiter = limiter or RateLimiter()
-        self.ledger = ledger or Ledger(price=None)
+        self.ledger = ledger or Ledger(None)
         self.retry = retry or RetryPolicy()
         self.progress = progress or Progress(enabled=False)
         self.stats = ClientStats()
@@ -128,7 +128,7 @@ class Client:
         # Durable before anyone sees it: nothing paid for is lost.
         self.cache.put(key, request, response)
         self.limiter.settle(estimate, response.usage.total_tokens)
-        self.ledger.record(response.usage)
+        self.ledger.record(response.usage, request.model)
         self.stats.requests += 1
         self.progress.on_response(response.usage.total_tokens, self.ledger.cost)
         return response

@@ -11,14 +11,14 @@ import signal
 import time
 from typing import Any, Awaitable, Callable
 
-from distill.accounting import FREE, Ledger, load_prices, price_for
+from distill.accounting import FREE, Ledger, Price, load_prices, price_for
 from distill.backends import choose_backend, make_backend
 from distill.cache import RequestCache
 from distill.card import Method, public_input, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import EngineConfig
 from distill.errors import DistillError, StoppedEarly
-from distill.export import Config, write_configs
+from distill.export import Built, write_configs
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
 from distill.run import RunDir, write_atomic
@@ -32,18 +32,26 @@ def execute(
     config: EngineConfig,
     items: list[tuple[str, Any]],
     make_work: Callable[[Client], Work],
-    build: Callable[[list[dict[str, Any]]], list[Config]],
+    build: Callable[[list[dict[str, Any]]], Built],
     method: Method,
-    models: list[str] | None = None,
+    models: list[str | None] | None = None,
 ) -> Outcome:
     """Generate every item (resuming what is done), then export the dataset `build` makes
-    from the records, with its card, into the run directory."""
+    from the records, with its card, into the run directory.
+
+    `models` names the models the pipeline asks (None: the backend's own), for prices and the card.
+    """
     # Everything that can refuse the options comes before the run directory is touched.
     backend_name = choose_backend(config)
-    price = price_for(config.model or "", load_prices(config.prices)) if backend_name == "openai" else FREE
-    ledger = Ledger(price, config.max_cost_usd, config.max_tokens)
     backend = make_backend(config)
     try:
+        run_models = list(dict.fromkeys(m or backend.model_id() for m in (models or [None])))
+        if backend_name == "openai":
+            table = load_prices(config.prices)
+            prices: dict[str, Price | None] = {m: price_for(m, table) for m in run_models}
+        else:
+            prices = {m: FREE for m in run_models}
+        ledger = Ledger(prices, config.max_cost_usd, config.max_tokens)
         run = RunDir.open(command, config)
     except BaseException:
         asyncio.run(backend.aclose())
@@ -77,16 +85,19 @@ def execute(
             ended_by = str(err)
             raise
         finally:
-            prompt_tokens, completion_tokens = cache.usage_totals()  # every session, killed ones too
+            usage = cache.usage_by_model()  # every session, killed ones too
             cache.close()
+            prompt_tokens = sum(p for p, _ in usage.values())
+            completion_tokens = sum(c for _, c in usage.values())
+            costs = [prices.get(m) for m in usage]
             run.write_stats({
                 "command": command,
                 "backend": backend_name,
-                "model": backend.model_id(),
+                "models": run_models,
                 "items": {"done": len(records), "total": len(items), "failed": len(failures)},
                 "stopped": ended_by,
                 "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
-                "cost_usd": None if price is None else round(price.cost(prompt_tokens, completion_tokens), 6),
+                "cost_usd": None if None in costs else round(sum(p.cost(*usage[m]) for m, p in zip(usage, costs)), 6),
                 "last_session": {"elapsed_s": round(time.monotonic() - started, 3), **client.stats.to_dict()},
             })
             records.close()
@@ -95,8 +106,7 @@ def execute(
             raise StoppedEarly(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
-        configs = build(sorted(records, key=lambda r: _order(r["id"])))
-        export(run, configs, config, method, models or [backend.model_id()])
+        export(run, build(sorted(records, key=lambda r: _order(r["id"]))), config, method, run_models)
         return outcome
     finally:
         run.close()
@@ -123,11 +133,15 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
         raise Interrupted("interrupted: every finished response is kept; run the same command again to resume") from None
 
 
-def export(run: RunDir, configs: list[Config], config: EngineConfig, method: Method, models: list[str]) -> None:
-    """Write the dataset in the Hub layout and its card; record the split sizes in the stats."""
+def export(run: RunDir, built: Built, config: EngineConfig, method: Method, models: list[str]) -> None:
+    """Write the dataset in the Hub layout and its card; record splits and filters in the stats."""
+    configs = built.configs
     written = write_configs(run.path, configs, jsonl=config.format == "jsonl")
     stats = run.read_stats()
     stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
+    stats["filters"] = built.filters
+    if built.notes:
+        stats["postprocess"] = built.notes
     run.write_stats(stats)
     settings = card_settings(config, models)
     split_rule = None

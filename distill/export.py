@@ -37,6 +37,16 @@ class Config:
 
 
 @dataclass
+class Built:
+    """What a pipeline makes of its records: the dataset's configs, what each filter
+    removed ({"name", "removed"}, for the card and stats) and other post-processing counts."""
+
+    configs: list[Config]
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Written:
     config: str
     split: str

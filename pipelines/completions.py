@@ -16,7 +16,7 @@ from distill.client import Client
 from distill.config import EngineConfig, InputConfig
 from distill.engine import execute
 from distill.errors import InputError
-from distill.export import DEFAULT_CONFIG, Config, train_test_split
+from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
 from distill.inputs import check_prompt, load_input, pick_column
 from distill.request import Message, Request, SamplingParams
 from distill.runner import Outcome
@@ -118,11 +118,11 @@ def run(config: CompletionsConfig) -> Outcome:
 
         return work
 
-    def build(records: list[dict[str, Any]]) -> list[Config]:
+    def build(records: list[dict[str, Any]]) -> Built:
         from distill.schemas import COMPLETION
 
         rows = [{k: v for k, v in r.items() if k != "id"} for r in records]
         train, test = train_test_split(rows, config.test_size, config.seed)
-        return [Config(DEFAULT_CONFIG, COMPLETION, {"train": train, **({"test": test} if test else {})})]
+        return Built([Config(DEFAULT_CONFIG, COMPLETION, {"train": train, **({"test": test} if test else {})})])
 
     return execute("generate completions", config, items, make_work, build, METHOD)

@@ -154,12 +154,13 @@ def test_cache_wal_mode(tmp_path):
     other.close()
 
 
-def test_cache_usage_totals(tmp_path):
+def test_cache_usage_by_model(tmp_path):
     cache = RequestCache(tmp_path / "cache.sqlite")
-    assert cache.usage_totals() == (0, 0)
+    assert cache.usage_by_model() == {}
     cache.put("a", Request.text("m", "a"), _response(prompt_tokens=10, completion_tokens=5))
     cache.put("b", Request.text("m", "b"), _response(prompt_tokens=1, completion_tokens=2))
-    assert cache.usage_totals() == (11, 7)
+    cache.put("c", Request.text("other", "c"), _response(prompt_tokens=3, completion_tokens=4))
+    assert cache.usage_by_model() == {"m": (11, 7), "other": (3, 4)}
     cache.close()
 
 
@@ -406,7 +407,7 @@ def test_ledger_token_budget_counts_worst_case():
 
     # The first request finishes: its reservation goes, its real usage stays.
     ledger.release(first)
-    ledger.record(Usage(prompt_tokens=10, completion_tokens=20))
+    ledger.record(Usage(prompt_tokens=10, completion_tokens=20), "m")
     assert (ledger.prompt_tokens, ledger.completion_tokens, ledger.tokens) == (10, 20, 30)
     assert ledger.reserved_tokens == worst
     with pytest.raises(BudgetReached):
@@ -437,7 +438,7 @@ def test_ledger_cost_budget():
         ledger.reserve(request)  # $114 > $100
     ledger.release(reservation)
     assert ledger.reserved_cost == pytest.approx(38.0)
-    ledger.record(Usage(prompt_tokens=18, completion_tokens=5))
+    ledger.record(Usage(prompt_tokens=18, completion_tokens=5), "m")
     assert ledger.cost == pytest.approx(28.0)
     with pytest.raises(BudgetReached):
         ledger.reserve(request)  # $28 spent + $38 in flight + $38 = $104 > $100
@@ -451,7 +452,7 @@ def test_ledger_cost_budget_counts_what_is_spent():
     ledger = Ledger(price, max_cost_usd=50.0)
     ledger.release(ledger.reserve(request))  # nothing spent: $28 fits
     assert ledger.reserved_cost == pytest.approx(0.0)
-    ledger.record(Usage(prompt_tokens=20, completion_tokens=5))  # $25 spent
+    ledger.record(Usage(prompt_tokens=20, completion_tokens=5), "m")  # $25 spent
     with pytest.raises(BudgetReached, match=r"\$50\.00"):
         ledger.reserve(request)  # 25 + 28 = 53 > 50
 
@@ -612,3 +613,17 @@ def test_integer_and_float_temperatures_share_a_cache_key():
     one = Request.chat("m", [{"role": "user", "content": "x"}], SamplingParams(temperature=1, top_p=1))
     other = Request.chat("m", [{"role": "user", "content": "x"}], SamplingParams(temperature=1.0, top_p=1.0))
     assert one.key() == other.key()
+
+
+def test_ledger_prices_each_model_on_its_own():
+    prices = {"big": Price(input=2_000_000.0, output=2_000_000.0), "small": Price(input=1_000_000.0, output=1_000_000.0)}
+    ledger = Ledger(prices, max_cost_usd=100.0)
+    ledger.record(Usage(prompt_tokens=1, completion_tokens=1), "big")
+    ledger.record(Usage(prompt_tokens=1, completion_tokens=1), "small")
+    assert ledger.cost == pytest.approx(6.0)
+    assert ledger.worst_case(Request.text("big", "x" * 30, SamplingParams(max_tokens=10)))[1] == pytest.approx(56.0)
+    with pytest.raises(ConfigError, match="for other"):
+        Ledger({**prices, "other": None}, max_cost_usd=1.0)
+    unknown = Ledger({"a": None})
+    unknown.record(Usage(1, 1), "a")
+    assert unknown.cost is None
