@@ -136,12 +136,15 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
 def export(run: RunDir, built: Built, config: EngineConfig, method: Method, models: list[str]) -> None:
     """Write the dataset in the Hub layout and its card; record splits and filters in the stats."""
     configs = built.configs
-    written = write_configs(run.path, configs, jsonl=config.format == "jsonl")
     stats = run.read_stats()
-    stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
     stats["filters"] = built.filters
     if built.notes:
         stats["postprocess"] = built.notes
+    if not any(configs[0].splits.values()):
+        run.write_stats(stats)
+        raise DistillError(f"no row survived post-processing, nothing to export: see {run.path / 'stats.json'}")
+    written = write_configs(run.path, configs, jsonl=config.format == "jsonl")
+    stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
     run.write_stats(stats)
     settings = card_settings(config, models)
     split_rule = None

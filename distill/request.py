@@ -25,6 +25,11 @@ class Request:
 
     `sample` tells apart several samples of the same prompt: it is part of the cache
     key, so asking for sample 3 never returns sample 2's cached answer.
+
+    `answer_prefix` says how the answer should begin (say "1." for a numbered list).
+    Backends that render the prompt themselves (llamacpp, vllm) prefill it, which keeps
+    base models on track, and return it as part of the text; an OpenAI-compatible chat
+    endpoint cannot prefill and leaves it to the instruction.
     """
 
     model: str
@@ -32,15 +37,23 @@ class Request:
     prompt: str | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
     sample: int = 0
+    answer_prefix: str | None = None
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("a request needs exactly one of messages or prompt")
 
     @classmethod
-    def chat(cls, model: str, messages: list[Message], params: SamplingParams | None = None, sample: int = 0):
+    def chat(
+        cls,
+        model: str,
+        messages: list[Message],
+        params: SamplingParams | None = None,
+        sample: int = 0,
+        answer_prefix: str | None = None,
+    ):
         msgs = tuple({"role": m["role"], "content": m["content"]} for m in messages)
-        return cls(model=model, messages=msgs, params=params or SamplingParams(), sample=sample)
+        return cls(model=model, messages=msgs, params=params or SamplingParams(), sample=sample, answer_prefix=answer_prefix)
 
     @classmethod
     def text(cls, model: str, prompt: str, params: SamplingParams | None = None, sample: int = 0):
@@ -52,6 +65,8 @@ class Request:
             body["messages"] = list(self.messages)
         else:
             body["prompt"] = self.prompt
+        if self.answer_prefix is not None:  # only when set: keys of other requests stay as they were
+            body["answer_prefix"] = self.answer_prefix
         body["params"]["stop"] = list(self.params.stop)
         # 1 and 1.0 are the same temperature: keep them one cache key.
         body["params"]["temperature"] = float(self.params.temperature)

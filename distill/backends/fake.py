@@ -28,7 +28,7 @@ class FakeBackend:
     name = "fake"
     max_concurrency = None
 
-    def __init__(self, model: str = "fake-model", reply: Reply = echo_reply, latency: float = 0.0):
+    def __init__(self, model: str = "fake-model", reply: Reply | None = None, latency: float = 0.0):
         self.model = model
         self.reply = reply
         self.latency = latency
@@ -41,7 +41,7 @@ class FakeBackend:
         self.calls.append(request)
         if self.latency:
             await asyncio.sleep(self.latency)
-        text = self.reply(request)
+        text = (self.reply or echo_reply)(request)  # looked up per call, so tests can swap it
         words = text.split()
         finish = "stop"
         if len(words) > request.params.max_tokens:

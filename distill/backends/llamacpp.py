@@ -113,12 +113,13 @@ class LlamaCppBackend:
                     text = out["choices"][0]["message"]["content"] or ""
                 else:
                     transcript = request.messages is not None
-                    prompt = render_transcript(request.messages) if transcript else request.prompt
+                    prefix = request.answer_prefix or ""
+                    prompt = render_transcript(request.messages) + (" " + prefix if prefix else "") if transcript else request.prompt
                     stops = list(p.stop) + (list(TRANSCRIPT_STOPS) if transcript else [])
                     out = self.llm.create_completion(prompt, stop=stops or None, **sampling)
                     text = out["choices"][0]["text"]
                     if transcript:
-                        text = text.strip()
+                        text = (prefix + text).strip()
             except ValueError as err:  # e.g. the prompt does not fit the context window
                 raise RejectedError(str(err)) from None
         usage = out.get("usage") or {}

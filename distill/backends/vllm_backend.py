@@ -88,6 +88,7 @@ class VLLMBackend:
             ) from err
         # The template already holds the special tokens (BOS...): tokenize without adding
         # them again, as vLLM's own LLM.chat does, and hand vLLM the token ids.
+        text += request.answer_prefix or ""
         return {"prompt_token_ids": self._tokenizer.encode(text, add_special_tokens=False)}
 
     async def complete(self, request: Request) -> Response:
@@ -112,8 +113,9 @@ class VLLMBackend:
         if final is None or not final.outputs:
             raise PermanentError(f"vLLM returned no output for request {request_id}")
         completion = final.outputs[0]
+        prefix = request.answer_prefix if request.messages is not None else None
         return Response(
-            text=completion.text,
+            text=(prefix or "") + completion.text,
             finish_reason=completion.finish_reason or "stop",
             usage=Usage(len(final.prompt_token_ids or ()), len(completion.token_ids)),
             model=self.model,

@@ -3,6 +3,9 @@ import click
 from distill.cli import LazyGroup
 
 
-@click.group(cls=LazyGroup, lazy_subcommands={"completions": "distill.commands.completions:completions"})
+@click.group(cls=LazyGroup, lazy_subcommands={
+    "completions": "distill.commands.completions:completions",
+    "ultrachat": "distill.commands.ultrachat:ultrachat",
+})
 def generate() -> None:
     """Generate data with a teacher model."""

@@ -1,0 +1,318 @@
+"""UltraChat: sectors, dialogues between an assistant and a simulated user, post-processing."""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import datasets
+import pytest
+import yaml
+
+from conftest import assert_one_line_error, write_jsonl
+from distill.backends.fake import FakeBackend
+from distill.parsing import list_items
+from distill.pipelines import ultrachat as uc
+from distill.schemas import DIALOGUE, prompt_id
+from distill.testing.openai_server import LoopbackServer
+
+
+def asked_for(prompt: str) -> int:
+    match = re.match(r"(?:Write|Give me) (\d+|one)", prompt)
+    return 1 if match.group(1) == "one" else int(match.group(1))
+
+
+def scripted(messages: list[dict]) -> str:
+    """A teacher that follows the prompts: lists when asked for lists, answers, user turns."""
+    last = messages[-1]["content"]
+    if "subtopic" in last and "numbered list" in last:
+        topic = last.split('"')[1]
+        return "\n".join(f"{i}. {topic} part {i}" for i in range(1, asked_for(last) + 1))
+    if "question" in last and "numbered list" in last:
+        subtopic = last.split('"')[1]
+        return "Here you go:\n" + "\n".join(f"{i}. What about {subtopic}, point {i}?" for i in range(1, asked_for(last) + 1))
+    if "person might send to an AI assistant" in last:
+        kind = last.split("write a ")[1].split(".")[0]
+        return "\n".join(f"{i}. Please write a {kind} about theme {i}." for i in range(1, asked_for(last) + 1))
+    if last.startswith("Someone sent this request"):
+        return "User: " + last.split("\n\n")[1] + " Make it funny and under 200 words."
+    if last.startswith("Here is the conversation so far"):
+        turns = last.count("\nAssistant: ") + last.startswith("Assistant")
+        return f"interesting! Can you say more about point {turns}?"
+    answers = sum(m["role"] == "assistant" for m in messages)
+    return f"Answer {answers} to: {last[:60]}"
+
+
+def fake_teacher(request):
+    return scripted(list(request.messages))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_jsonl(tmp_path / "corpus.jsonl", [{"text": f"Document {i}: the river runs past the mill."} for i in range(8)])
+
+
+def run_fake(cli, tmp_path, monkeypatch, *args, reply=fake_teacher, name="run"):
+    monkeypatch.setattr("distill.backends.fake.echo_reply", reply)
+    out = tmp_path / name
+    return cli("generate", "ultrachat", "--backend", "fake", "-o", out, "-q", *args), out
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def test_mix_and_rounds_parsing():
+    assert uc.parse_mix("world=2,creation=1,materials=1") == {"world": 0.5, "creation": 0.25, "materials": 0.25}
+    assert uc.parse_mix({"world": 1}) == {"world": 1.0}
+    for bad in ("planets=1", "world=x", "world=-1", "world=0"):
+        with pytest.raises(ValueError):
+            uc.parse_mix(bad)
+    assert uc.parse_rounds("3-7") == (3, 7) and uc.parse_rounds("4") == (4, 4) and uc.parse_rounds([2, 3]) == (2, 3)
+    for bad in ("7-3", "0-2", "a-b"):
+        with pytest.raises(ValueError):
+            uc.parse_rounds(bad)
+    assert uc.allocate(10, {"world": 0.5, "creation": 0.3, "materials": 0.2}) == {"world": 5, "creation": 3, "materials": 2}
+    assert sum(uc.allocate(7, {"world": 1 / 3, "creation": 1 / 3, "materials": 1 / 3}).values()) == 7
+
+
+def test_plans_are_seeded_and_follow_the_mix(tmp_path):
+    config = uc.UltraChatConfig(output=tmp_path, num_dialogues=200, materials="corpus.jsonl")
+    topics, kinds, texts, tasks = ["t1", "t2", "t3"], ["poem", "email"], ["a", "b"], ["summarize", "rewrite"]
+    plans = uc.plan_dialogues(config, topics, kinds, texts, tasks)
+    assert plans == uc.plan_dialogues(config, topics, kinds, texts, tasks)
+    assert Counter(p.sector for p in plans) == {"world": 100, "creation": 60, "materials": 40}
+    for p in plans:
+        low, high = config.rounds(p.sector)
+        assert low <= p.rounds <= high
+    world = [(p.topic, p.index, p.question) for p in plans if p.sector == "world"]
+    assert len(set(world)) == len(world)  # no two dialogues open with the same question
+    assert {p.sector for p in plans[:20]} == {"world", "creation", "materials"}  # interleaved
+    other = uc.UltraChatConfig(output=tmp_path, num_dialogues=200, materials="corpus.jsonl", seed=1)
+    assert uc.plan_dialogues(other, topics, kinds, texts, tasks) != plans
+
+
+def test_list_parsing():
+    assert list_items("Sure!\n1. One\n2. Two (see 3. below)\n3. Three\nHope it helps") == ["One", "Two (see 3. below)", "Three"]
+    assert list_items("1. a 2. b 3. c") == ["a", "b", "c"]
+    assert list_items("- **x**\n- y") == ["x", "y"]
+    assert list_items("1. a\n2. b\n3. half", truncated=True) == ["a", "b"]
+    assert list_items("1. a\n2. a") == ["a"]
+    assert list_items("nothing listed") == []
+
+
+# -- the whole pipeline on the fake backend -------------------------------------------------------
+
+
+def test_pipeline_makes_ultrachat_200k_rows(cli, tmp_path, monkeypatch, corpus):
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "20", "--materials", corpus, "--test-size", "0.2",
+                           "--world-rounds", "2-3", "--creation-rounds", "2-2", "--materials-rounds", "1-2")
+    assert result.code == 0, result.err
+    loaded = datasets.load_dataset(str(out))
+    assert set(loaded) == {"train_sft", "test_sft"} and (loaded["train_sft"].num_rows, loaded["test_sft"].num_rows) == (16, 4)
+    assert list(loaded["train_sft"].features)[:3] == list(DIALOGUE)
+    assert loaded["train_sft"].features["messages"] == DIALOGUE["messages"]
+    rows = loaded["train_sft"].to_list() + loaded["test_sft"].to_list()
+    assert Counter(r["sector"] for r in rows) == {"world": 10, "creation": 6, "materials": 4}
+    for row in rows:
+        messages = row["messages"]
+        assert row["prompt"] == messages[0]["content"] and row["prompt_id"] == prompt_id(row["prompt"])
+        assert [m["role"] for m in messages] == ["user", "assistant"] * row["num_turns"]
+        assert row["stop_reason"] == "completed"
+        low, high = {"world": (2, 3), "creation": (2, 2), "materials": (1, 2)}[row["sector"]]
+        assert low <= row["num_turns"] <= high
+        assert row["assistant_model"] == row["user_model"] == "fake-model"
+        # The simulated user's "interesting! ..." was recased as ultrachat_200k did.
+        assert all(m["content"][0].isupper() for m in messages)
+    world = [r for r in rows if r["sector"] == "world"]
+    assert all(r["prompt"].startswith("What about ") and r["topic"] in r["prompt"] for r in world)
+    creation = [r for r in rows if r["sector"] == "creation"]
+    assert all(r["prompt"].startswith("Please write a ") for r in creation)
+    materials = [r for r in rows if r["sector"] == "materials"]
+    assert all("the river runs past the mill" in r["prompt"] for r in materials)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["postprocess"]["recased_turns"] > 0 and stats["postprocess"]["stop_reasons"] == {"completed": 20}
+    card = (out / "README.md").read_text()
+    assert "Ding et al. 2023" in card and "| train_sft |" not in card.split("## Contents")[0]
+
+
+def test_detailed_rewrites_follow_the_share(cli, tmp_path, monkeypatch):
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--sectors", "creation=1", "--detail-share", "1",
+                           "--creation-rounds", "1")
+    assert result.code == 0, result.err
+    rows = datasets.load_dataset(str(out), split="train_sft").to_list()
+    assert len(rows) == 12 and all(r["prompt"].endswith("Make it funny and under 200 words.") for r in rows)
+    assert all(not r["prompt"].startswith("User:") for r in rows)  # the label the model wrote is stripped
+
+
+def point(text: str) -> int:
+    match = re.search(r"point (\d+)\?", text)
+    return int(match.group(1)) if match else 0
+
+
+def degenerate(request):
+    """Scripted faults, chosen by the opening question ("..., point N?") of each dialogue."""
+    messages = list(request.messages)
+    last = messages[-1]["content"]
+    if "numbered list" in last:
+        return scripted(messages)
+    if last.startswith("Here is the conversation so far"):
+        n = point(last.split("\n\n")[1])
+        if n == 1:
+            return "As an AI, I can help you with that."  # the user model answering as the assistant
+        if n == 2:
+            return ""  # an empty user turn
+        if n == 3:
+            return last.split("\n\n")[1].removeprefix("User: ")  # repeats the opening
+        return scripted(messages)
+    n = point(messages[0]["content"])
+    turn = len(messages) // 2
+    if n == 4 and turn > 0:
+        return "word " * 500  # cut off by the token limit
+    if n == 5:
+        return f"As an AI language model, I do not have opinions, but here is take {turn}."
+    if n == 6:
+        return f"sure, here is take {turn}."
+    return scripted(messages)
+
+
+def test_degenerate_turns_stop_and_post_processing_drops(cli, tmp_path, monkeypatch):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Rivers\n")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--sectors", "world=1", "--topics", topics,
+                           "--subtopics", "1", "--world-rounds", "3", "--max-new-tokens", "100", "--min-turns", "2",
+                           reply=degenerate)
+    assert result.code == 0, result.err
+    records = {point(json.loads(line)["prompt"]): json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()}
+    assert sorted(records) == list(range(1, 9))
+    reason = {n: r["stop_reason"] for n, r in records.items()}
+    assert reason == {1: "user_as_assistant", 2: "empty_turn", 3: "repeated_turn", 4: "truncated",
+                      5: "completed", 6: "completed", 7: "completed", 8: "completed"}
+    # A stopped dialogue ends on a complete answer: theme 4 lost its cut-off second answer.
+    assert [records[n]["num_turns"] for n in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    kept = {point(r["prompt"]): r for r in datasets.load_dataset(str(out), split="train_sft").to_list()}
+    # --min-turns 2 drops the four stopped after one round; 5's assistant disclaims.
+    assert sorted(kept) == [6, 7, 8]
+    assert [m["content"] for m in kept[6]["messages"] if m["role"] == "assistant"] == [f"Sure, here is take {t}." for t in range(3)]
+    stats = json.loads((out / "stats.json").read_text())
+    assert {f["name"]: f["removed"] for f in stats["filters"]} == {"no-opening": 0, "assistant-disclaimer": 1, "min-turns": 4}
+    assert stats["postprocess"]["stop_reasons"] == {"user_as_assistant": 1, "empty_turn": 1, "repeated_turn": 1,
+                                                    "truncated": 1, "completed": 4}
+
+
+def test_config_file_and_flags(cli, tmp_path, monkeypatch):
+    config = tmp_path / "uc.yaml"
+    config.write_text(yaml.safe_dump({"num_dialogues": 3, "sectors": {"world": 1}, "world_rounds": "1-1", "seed": 5}))
+    result, out = run_fake(cli, tmp_path, monkeypatch, "--config", config, "--world-rounds", "2-2")
+    assert result.code == 0, result.err
+    rows = datasets.load_dataset(str(out), split="train_sft").to_list()
+    assert len(rows) == 3 and {r["num_turns"] for r in rows} == {2}
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    assert stored["seed"] == 5 and stored["world_rounds"] == [2, 2]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sectors", "world=1,planets=1"], "planets"),
+    (["--sectors", "materials=1"], "--materials"),
+    (["--world-rounds", "5-2"], "--world-rounds"),
+    (["-n", "0"], "--num-dialogues"),
+    (["--materials", "missing.jsonl"], "does not exist"),
+    (["--disclaimer-patterns", "(unclosed"], "regular expression"),
+    (["--topics", "absent.txt"], "does not exist"),
+], ids=["unknown-sector", "materials-without-corpus", "bad-rounds", "zero", "missing-corpus", "bad-regex", "missing-topics"])
+def test_bad_options(cli, tmp_path, monkeypatch, args, needle):
+    result, out = run_fake(cli, tmp_path, monkeypatch, *args)
+    assert_one_line_error(result, needle)
+    assert not out.exists()
+
+
+def test_own_topics_file(cli, tmp_path, monkeypatch):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Beekeeping\nOrigami\n")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "world=1", "--topics", topics, "--world-rounds", "1")
+    assert result.code == 0, result.err
+    assert {r["topic"] for r in datasets.load_dataset(str(out), split="train_sft")} == {"Beekeeping", "Origami"}
+
+
+# -- on the loopback server --------------------------------------------------------------------
+
+
+def body_reply(body):
+    return scripted(body["messages"])
+
+
+def test_dialogues_advance_independently(cli, tmp_path):
+    """One dialogue whose first answer is slow holds up none of the others."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": "SLOW text"}] + [{"text": f"fast text {i}"} for i in range(5)])
+    arrivals = []
+
+    def latency(body):
+        arrivals.append(body["messages"][-1]["content"][:200])
+        first = body["messages"][0]["content"]
+        return 1.5 if "SLOW" in first and len(body["messages"]) == 1 else 0.01
+
+    with LoopbackServer(reply=body_reply, latency=latency) as server:
+        result = cli("generate", "ultrachat", "--backend", "openai", "--model", "m", "--base-url", server.url,
+                     "-n", "6", "--sectors", "materials=1", "--materials", corpus, "--materials-rounds", "3",
+                     "-o", tmp_path / "run", "-q", env={"OPENAI_API_KEY": "k"})
+        assert result.code == 0, result.err
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and "SLOW" in records[-1]["prompt"]  # finished last
+    assert all(r["num_turns"] == 3 for r in records)
+    # Every fast dialogue went through all its 5 requests while the slow one waited on its first.
+    slow_second = next(i for i, text in enumerate(arrivals) if "SLOW" in text and text.startswith("Here is the conversation"))
+    assert len(arrivals) == 30 and slow_second >= 25
+
+
+def test_killed_run_resumes_mid_dialogue_and_makes_the_same_dialogues(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": f"text number {i}"} for i in range(30)])
+    args = ["generate", "ultrachat", "--backend", "openai", "--model", "m", "-n", "30", "--sectors",
+            "world=0.5,materials=0.5", "--materials", corpus, "--world-rounds", "3-4", "--materials-rounds", "3-4",
+            "--concurrency", "4", "-q"]
+    env = {**os.environ, "OPENAI_API_KEY": "k"}
+
+    def start(server, out):
+        return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args), "--base-url", server.url, "-o", str(out)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    with LoopbackServer(reply=body_reply, latency=0.02) as server:
+        proc = start(server, tmp_path / "killed")
+        deadline = time.monotonic() + 60
+        while server.stats.answered_total < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        records = (tmp_path / "killed" / "records.jsonl")
+        done_before = records.read_text().count("\n") if records.exists() else 0
+        assert done_before < 30  # killed mid-run, with dialogues half-way
+        assert start(server, tmp_path / "killed").wait(120) == 0
+        # Nothing answered before the kill and kept in the cache was asked again.
+        repeats = sum(count - 1 for count in server.stats.answered.values() if count > 1)
+        assert repeats <= 4  # at most the requests in flight when it was killed
+        assert start(server, tmp_path / "whole").wait(120) == 0
+    killed = datasets.load_dataset(str(tmp_path / "killed"), split="train_sft").to_list()
+    whole = datasets.load_dataset(str(tmp_path / "whole"), split="train_sft").to_list()
+    assert killed == whole and len(whole) == 30
+
+
+# -- the embedded model ------------------------------------------------------------------------
+
+
+def test_short_real_run_on_the_embedded_model(cli, tmp_path):
+    pytest.importorskip("llama_cpp")
+    out = tmp_path / "run"
+    result = cli("generate", "ultrachat", "-n", "2", "--sectors", "creation=1", "--creation-rounds", "1",
+                 "--list-max-new-tokens", "48", "--max-new-tokens", "32", "--user-max-new-tokens", "16", "--detail-share", "0",
+                 "-o", out, "-q")
+    # A 270M base model may or may not give a usable dialogue: the run must end cleanly either way.
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["items"]["done"] == 2 and stats["models"] == ["gemma-3-270m-q4_k_m.gguf"]
+    assert sum(stats["postprocess"]["stop_reasons"].values()) == 2
+    if result.code == 0:
+        assert datasets.load_dataset(str(out), split="train_sft").num_rows >= 1
+    else:
+        assert_one_line_error(result, "no row survived post-processing")
