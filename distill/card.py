@@ -72,7 +72,7 @@ def render_card(
         header=yaml.safe_dump(header, sort_keys=False, allow_unicode=True),
         title=header["pretty_name"],
         method=method,
-        settings=settings,
+        settings={key: cell(value) for key, value in settings.items()},
         written=written,
         columns=list(configs[0].features),
         split_rule=split_rule,
@@ -84,7 +84,22 @@ def render_card(
     )
 
 
-def public_input(source: str) -> str:
-    """A Hub id as is; a local path reduced to its name (no local paths in a card)."""
-    path = Path(source)
-    return path.name if path.exists() or "/" not in source or source.startswith((".", "/", "~")) else source
+def public_input(value: str) -> str:
+    """A local path reduced to its name (no local paths in a card); anything else as is."""
+    path = Path(value).expanduser()
+    return path.name if len(value) < 4096 and path.exists() else value
+
+
+def cell(value: Any) -> str:
+    """A value as a Markdown table cell: numbers short, lists and mappings flat, pipes escaped."""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, dict):
+        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        if all(isinstance(v, str) for v in value):
+            return "<br>".join(f"`{cell(v)}`" for v in value)
+        return ", ".join(cell(v) for v in value)
+    else:
+        text = str(value)
+    return " ".join(text.replace("|", "\\|").split())

@@ -159,9 +159,9 @@ def card_settings(config: EngineConfig, models: list[str]) -> dict[str, Any]:
     """What the card says about how the data was made: no secret, no local path, no endpoint."""
     settings: dict[str, Any] = {"backend": choose_backend(config), "model": ", ".join(models)}
     for key, value in config.identity().items():
-        if key in ("backend", "model", "column_map") or value in (None, False, [], {}, ""):
+        if key in ("backend", "model", "column_map") or value is None or value is False or value in ([], {}, ""):
             continue
-        settings[key] = public_input(value) if key == "input" else value
+        settings[key] = public_input(value) if isinstance(value, str) else value
     return settings
 
 

@@ -154,3 +154,14 @@ def test_column_map_renames_input_columns(cli, tmp_path):
 
 def test_messages_feature_is_shared():
     assert DIALOGUE["messages"] == MESSAGES == PREFERENCE["chosen"]
+
+
+def test_card_cells_keep_the_table_whole():
+    from distill.card import cell
+
+    assert cell(0.37499999999999994) == "0.375"
+    assert cell({"world": 0.625, "creation": 0.375}) == "world=0.625, creation=0.375"
+    assert cell(["a|b", "c"]) == "`a\\|b`<br>`c`"
+    assert cell([3, 7]) == "3, 7"
+    assert cell("two\nlines") == "two lines"
+    assert cell(0) == "0"
