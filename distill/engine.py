@@ -12,7 +12,8 @@ import time
 from typing import Any, Awaitable, Callable
 
 from distill.accounting import FREE, Ledger, Price, load_prices, price_for
-from distill.backends import choose_backend, make_backend
+from distill.backends import choose_backend, route
+from distill.backends.router import ModelSpec, parse_model_spec
 from distill.cache import RequestCache
 from distill.card import Method, public_input, render_card
 from distill.client import Client, RetryPolicy
@@ -34,23 +35,23 @@ def execute(
     make_work: Callable[[Client], Work],
     build: Callable[[list[dict[str, Any]]], Built],
     method: Method,
-    models: list[str | None] | None = None,
+    models: list[ModelSpec | str | None] | None = None,
 ) -> Outcome:
     """Generate every item (resuming what is done), then export the dataset `build` makes
     from the records, with its card, into the run directory.
 
-    `models` names the models the pipeline asks (None: the backend's own), for prices and the card.
+    `models` are the models the pipeline asks, as names or specs of where they live
+    (None: the backend's own model); they set the routes, the prices and the card.
     """
     # Everything that can refuse the options comes before the run directory is touched.
     backend_name = choose_backend(config)
-    backend = make_backend(config)
+    specs = [parse_model_spec(m) if m else None for m in (models or [None])]
+    backend, kinds = route(config, [s for s in specs if s])
     try:
-        run_models = list(dict.fromkeys(m or backend.model_id() for m in (models or [None])))
-        if backend_name == "openai":
-            table = load_prices(config.prices)
-            prices: dict[str, Price | None] = {m: price_for(m, table) for m in run_models}
-        else:
-            prices = {m: FREE for m in run_models}
+        run_models = list(dict.fromkeys(s.model if s else backend.model_id() for s in specs))
+        kinds.setdefault(backend.model_id(), backend_name)
+        table = load_prices(config.prices)
+        prices: dict[str, Price | None] = {m: price_for(m, table) if kinds[m] == "openai" else FREE for m in run_models}
         ledger = Ledger(prices, config.max_cost_usd, config.max_tokens)
         run = RunDir.open(command, config)
     except BaseException:
@@ -106,7 +107,7 @@ def execute(
             raise StoppedEarly(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
-        export(run, build(sorted(records, key=lambda r: _order(r["id"]))), config, method, run_models)
+        export(run, build(sorted(records, key=lambda r: _order(r["id"]))), config, method, [public_input(m) for m in run_models])
         return outcome
     finally:
         run.close()

@@ -26,6 +26,10 @@ class Request:
     `sample` tells apart several samples of the same prompt: it is part of the cache
     key, so asking for sample 3 never returns sample 2's cached answer.
 
+    `json_schema` asks for a reply that follows a JSON schema (structured output): the
+    openai backend sends it as response_format, llamacpp turns it into a grammar; a
+    pipeline still parses the reply tolerantly, as a backend may not enforce it.
+
     `answer_prefix` says how the answer should begin (say "1." for a numbered list).
     Backends that render the prompt themselves (llamacpp, vllm) prefill it, which keeps
     base models on track, and return it as part of the text; an OpenAI-compatible chat
@@ -38,6 +42,7 @@ class Request:
     params: SamplingParams = field(default_factory=SamplingParams)
     sample: int = 0
     answer_prefix: str | None = None
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):
@@ -51,9 +56,10 @@ class Request:
         params: SamplingParams | None = None,
         sample: int = 0,
         answer_prefix: str | None = None,
+        json_schema: dict | None = None,
     ):
         msgs = tuple({"role": m["role"], "content": m["content"]} for m in messages)
-        return cls(model=model, messages=msgs, params=params or SamplingParams(), sample=sample, answer_prefix=answer_prefix)
+        return cls(model, msgs, None, params or SamplingParams(), sample, answer_prefix, json_schema)
 
     @classmethod
     def text(cls, model: str, prompt: str, params: SamplingParams | None = None, sample: int = 0):
@@ -67,6 +73,8 @@ class Request:
             body["prompt"] = self.prompt
         if self.answer_prefix is not None:  # only when set: keys of other requests stay as they were
             body["answer_prefix"] = self.answer_prefix
+        if self.json_schema is not None:
+            body["json_schema"] = self.json_schema
         body["params"]["stop"] = list(self.params.stop)
         # 1 and 1.0 are the same temperature: keep them one cache key.
         body["params"]["temperature"] = float(self.params.temperature)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
+import asyncio
+
 from distill.backends.base import Backend, PermanentError, TransientError
+from distill.backends.router import ModelSpec, Router
 from distill.config import EngineConfig
 from distill.errors import ConfigError
 
-__all__ = ["Backend", "PermanentError", "TransientError", "choose_backend", "make_backend"]
+__all__ = ["Backend", "PermanentError", "TransientError", "choose_backend", "make_backend", "route"]
 
 
 def choose_backend(config: EngineConfig) -> str:
@@ -41,3 +44,26 @@ def make_backend(config: EngineConfig) -> Backend:
 
         return VLLMBackend(config.model, tensor_parallel_size=config.tensor_parallel_size)
     raise ConfigError(f"unknown backend {name!r}")
+
+
+def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[str, str]]:
+    """The run's backend, behind a Router when some of `specs` live elsewhere, and the
+    backend kind of each spec's model (for prices)."""
+    default = make_backend(config)
+    kinds = {spec.model: choose_backend(config) for spec in specs if not spec.own_backend}
+    routes: dict[str, Backend] = {}
+    seen: dict[str, ModelSpec] = {}
+    try:
+        for spec in specs:
+            if seen.setdefault(spec.model, spec) != spec:
+                raise ConfigError(f"model {spec.model!r} is named twice with different backends or endpoints")
+            if spec.own_backend and spec.model not in routes:
+                update = {"backend": spec.backend or "openai", "model": spec.model, "base_url": list(spec.base_url)}
+                if spec.api_key_env:
+                    update["api_key_env"] = spec.api_key_env
+                routes[spec.model] = make_backend(config.model_copy(update=update))
+                kinds[spec.model] = update["backend"]
+    except BaseException:
+        asyncio.run(Router(default, routes).aclose())
+        raise
+    return (Router(default, routes) if routes else default), kinds

@@ -96,6 +96,7 @@ class LlamaCppBackend:
         self.model = path.name
         self.has_chat_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         self._lock = threading.Lock()
+        self._grammars: dict[str, object] = {}
 
     def model_id(self) -> str:
         return self.model
@@ -106,6 +107,8 @@ class LlamaCppBackend:
     def _generate(self, request: Request) -> Response:
         p = request.params
         sampling = dict(temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed)
+        if request.json_schema is not None:
+            sampling["grammar"] = self._grammar(request.json_schema)
         with self._lock:
             try:
                 if request.messages is not None and self.has_chat_template:
@@ -129,6 +132,17 @@ class LlamaCppBackend:
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
             model=self.model,
         )
+
+    def _grammar(self, schema: dict):
+        """A llama.cpp grammar that only lets the model write JSON of this schema (cached)."""
+        import json
+
+        from llama_cpp import LlamaGrammar
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
 
     async def aclose(self) -> None:
         self.llm.close()

@@ -94,6 +94,11 @@ class OpenAIBackend:
         where = endpoint.base_url or "the OpenAI API"
         try:
             if request.messages is not None:
+                if request.json_schema is not None:
+                    common["response_format"] = {
+                        "type": "json_schema",
+                        "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True},
+                    }
                 raw = await endpoint.client.chat.completions.create(messages=list(request.messages), **common)
                 choice = raw.choices[0]
                 text = choice.message.content
