@@ -41,7 +41,7 @@ def render_card(
     settings: dict[str, Any],
     stats: dict[str, Any],
     models: list[str],
-    split_rule: str | None = None,
+    notes: list[str] = (),
 ) -> str:
     total_rows = sum(w.rows for w in written if w.config == configs[0].name)
     info = [
@@ -75,7 +75,7 @@ def render_card(
         settings={key: cell(value) for key, value in settings.items()},
         written=written,
         columns=list(configs[0].features),
-        split_rule=split_rule,
+        notes=notes,
         tokens=stats["tokens"],
         cost_usd=stats.get("cost_usd"),
         filters=stats.get("filters") or [],

@@ -35,8 +35,10 @@ class LazyGroup(click.Group):
 @click.group(
     cls=LazyGroup,
     lazy_subcommands={
+        "binarize": "distill.commands.binarize:binarize",
         "generate": "distill.commands.generate:generate",
         "push": "distill.commands.push:push",
+        "rate": "distill.commands.rate:rate",
         "stats": "distill.commands.stats:stats",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

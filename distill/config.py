@@ -121,6 +121,11 @@ def resolve_config(model: type[BaseModel], ctx: click.Context, config_file: Path
             if value is None or value == ():
                 continue
             values[name] = list(value) if isinstance(value, tuple) else value
+    return validate_config(model, values)
+
+
+def validate_config(model: type[BaseModel], values: dict[str, Any]):
+    """The config, or a ConfigError naming the first bad key as its flag."""
     try:
         return model.model_validate(values)
     except ValidationError as err:
@@ -131,4 +136,5 @@ def resolve_config(model: type[BaseModel], ctx: click.Context, config_file: Path
         flag = "--" + key.replace("_", "-")
         if first["type"] == "missing":
             raise ConfigError(f"missing required option {flag}") from None
-        raise ConfigError(f"invalid value for {flag}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid value for {flag}: {message}") from None

@@ -148,11 +148,11 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: Method, mode
     stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
     run.write_stats(stats)
     settings = card_settings(config, models)
-    split_rule = None
+    notes = list(built.card_notes)
     if config.test_size:
         share = f"{config.test_size:.0%} of the prompts" if config.test_size < 1 else f"{config.test_size:g} prompts"
-        split_rule = f"The test split holds {share}, drawn with the seed; all rows of a prompt stay on one side."
-    card = render_card(method, configs, written, settings, stats, models, split_rule)
+        notes.append(f"The test splits hold {share}, drawn with the seed; all rows of a prompt stay on one side.")
+    card = render_card(method, configs, written, settings, stats, models, notes)
     write_atomic(run.path / "README.md", card)
 
 

@@ -28,7 +28,7 @@ class Config:
     """One configuration of the dataset: its features and its splits' rows."""
 
     name: str
-    features: Any  # datasets.Features
+    features: Any  # datasets.Features; None: inferred from the rows
     splits: dict[str, list[dict[str, Any]]]
 
     @property
@@ -44,6 +44,7 @@ class Built:
     configs: list[Config]
     filters: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    card_notes: list[str] = field(default_factory=list)  # paragraphs for the card, e.g. a binarization rule
 
 
 @dataclass
@@ -85,6 +86,7 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False) ->
     for config in configs:
         for split, rows in config.splits.items():
             ds = datasets.Dataset.from_list(rows, features=config.features)
+            config.features = ds.features
             shards = max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES))
             entry = Written(config.name, split, len(rows))
             for index in range(shards):

@@ -14,9 +14,19 @@ def _file(method: str, name: str):
 
 
 @functools.lru_cache(maxsize=None)
+def environment(method: str) -> jinja2.Environment:
+    """Templates of one method; `{% include "x.j2" %}` finds its siblings in the same folder."""
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: _file(method, name).read_text(encoding="utf-8")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
 def template(method: str, name: str) -> jinja2.Template:
-    text = _file(method, name).read_text(encoding="utf-8")
-    return jinja2.Template(text, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return environment(method).get_template(name)
 
 
 def render(method: str, name: str, **values) -> str:
@@ -24,8 +34,15 @@ def render(method: str, name: str, **values) -> str:
 
 
 def names(method: str, folder: str) -> list[str]:
-    """The template names in a folder of a method's prompts, sorted."""
-    return sorted(entry.name for entry in _file(method, folder).iterdir() if entry.name.endswith(".j2"))
+    """The template names in a folder of a method's prompts, sorted (partials, _x.j2, left out)."""
+    return sorted(e.name for e in _file(method, folder).iterdir() if e.name.endswith(".j2") and not e.name.startswith("_"))
+
+
+def data(method: str, name: str):
+    """A YAML file of a method's prompts."""
+    import yaml
+
+    return yaml.safe_load(_file(method, name).read_text(encoding="utf-8"))
 
 
 def word_list(method: str, name: str) -> list[str]:
