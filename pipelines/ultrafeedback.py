@@ -15,7 +15,6 @@ lowest); ties are dropped unless --keep-ties. `distill binarize` redoes it from 
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 from collections import defaultdict
 from pathlib import Path

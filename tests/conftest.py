@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,21 @@ def cli(capsys, monkeypatch):
 def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "distill", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def start_distill(*args, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`distill ...` in a child process, to be killed or interrupted by a test."""
+    return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args)], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_answers(proc: subprocess.Popen, server, answers: int) -> None:
+    """SIGKILL the child once the loopback server has answered this many requests."""
+    deadline = time.monotonic() + 60
+    while server.stats.answered_total < answers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -3,7 +3,6 @@
 import json
 
 import datasets
-import pytest
 import yaml
 
 from conftest import assert_one_line_error, write_jsonl

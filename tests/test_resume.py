@@ -4,22 +4,17 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
-from conftest import read_dataset, write_jsonl
+from conftest import read_dataset, start_distill, write_jsonl
 from distill.testing.openai_server import LoopbackServer
 
 N = 120
 
 
 def start(prompts, server, out):
-    args = ["generate", "completions", "--input", prompts, "--backend", "openai", "--model", "m", "--base-url",
-            server.url, "--concurrency", "4", "-o", out, "-q"]
-    env = {**os.environ, "OPENAI_API_KEY": "k"}
-    return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_distill("generate", "completions", "--input", prompts, "--backend", "openai", "--model", "m",
+                         "--base-url", server.url, "--concurrency", "4", "-o", out, "-q", env={"OPENAI_API_KEY": "k"})
 
 
 def cached_keys(run_dir):

@@ -1,21 +1,14 @@
 """UltraChat: sectors, dialogues between an assistant and a simulated user, post-processing."""
 
-import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
 import datasets
 import pytest
 import yaml
 
-from conftest import assert_one_line_error, write_jsonl
-from distill.backends.fake import FakeBackend
+from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
 from distill.parsing import list_items
 from distill.pipelines import ultrachat as uc
 from distill.schemas import DIALOGUE, prompt_id
@@ -273,19 +266,12 @@ def test_killed_run_resumes_mid_dialogue_and_makes_the_same_dialogues(tmp_path):
     args = ["generate", "ultrachat", "--backend", "openai", "--model", "m", "-n", "30", "--sectors",
             "world=0.5,materials=0.5", "--materials", corpus, "--world-rounds", "3-4", "--materials-rounds", "3-4",
             "--concurrency", "4", "-q"]
-    env = {**os.environ, "OPENAI_API_KEY": "k"}
 
     def start(server, out):
-        return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args), "--base-url", server.url, "-o", str(out)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return start_distill(*args, "--base-url", server.url, "-o", out, env={"OPENAI_API_KEY": "k"})
 
     with LoopbackServer(reply=body_reply, latency=0.02) as server:
-        proc = start(server, tmp_path / "killed")
-        deadline = time.monotonic() + 60
-        while server.stats.answered_total < 60 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_after_answers(start(server, tmp_path / "killed"), server, 60)
         records = (tmp_path / "killed" / "records.jsonl")
         done_before = records.read_text().count("\n") if records.exists() else 0
         assert done_before < 30  # killed mid-run, with dialogues half-way

@@ -1,17 +1,12 @@
 """UltraFeedback: a model pool, a scripted judge, binarization, position bias, re-binarizing."""
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import datasets
 import pytest
 
-from conftest import assert_one_line_error, write_jsonl
+from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
 from distill.cache import RequestCache
 from distill.pipelines import ultrafeedback as uf
 from distill.schemas import PREFERENCE
@@ -268,19 +263,12 @@ def test_killed_run_resumes_without_rating_again(tmp_path):
 
     args = ["rate", "ultrafeedback", "--input", prompts, "--backend", "openai", "--model", "judge", "--models",
             POOL, "--concurrency", "4", "-q"]
-    env = {**os.environ, "OPENAI_API_KEY": "k"}
 
     def start(server, out):
-        return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args), "--base-url", server.url, "-o", str(out)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return start_distill(*args, "--base-url", server.url, "-o", out, env={"OPENAI_API_KEY": "k"})
 
     with LoopbackServer(reply=reply, latency=0.02) as server:
-        proc = start(server, tmp_path / "killed")
-        deadline = time.monotonic() + 60
-        while server.stats.answered_total < 60 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_after_answers(start(server, tmp_path / "killed"), server, 60)
         assert start(server, tmp_path / "killed").wait(120) == 0
         assert sum(count - 1 for count in server.stats.answered.values()) <= 4  # only what was in flight
         assert start(server, tmp_path / "whole").wait(120) == 0

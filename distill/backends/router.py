@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.backends.base import Backend
-from distill.errors import ConfigError
 from distill.request import Request, Response
 
 BACKENDS = ("llamacpp", "openai", "vllm", "fake")
