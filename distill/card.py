@@ -76,7 +76,7 @@ def render_card(
         written=written,
         columns=list(configs[0].features),
         notes=notes,
-        tokens=stats["tokens"],
+        tokens=stats.get("tokens"),
         cost_usd=stats.get("cost_usd"),
         filters=stats.get("filters") or [],
         models=models,

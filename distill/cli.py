@@ -36,6 +36,7 @@ class LazyGroup(click.Group):
     cls=LazyGroup,
     lazy_subcommands={
         "binarize": "distill.commands.binarize:binarize",
+        "filter": "distill.commands.filter:filter",
         "generate": "distill.commands.generate:generate",
         "push": "distill.commands.push:push",
         "rate": "distill.commands.rate:rate",
