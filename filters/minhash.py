@@ -23,8 +23,8 @@ are joined by union-find. Each cluster keeps its first member in input order.
 Memory per document, besides the texts: the signature, 4 * num_perm bytes, the sorted
 shingle set for exact checks, 8 bytes a shingle, and the index,
 about 350 bytes per band (datasketch's dict storage: a bytes key, a set and a dict slot),
-17 bands at the defaults. `python benchmarks/dedup.py --memory 200000` measured 6.6 KB of
-peak RSS per short (30-word) document, so about 6.2 GiB for a million of them.
+17 bands at the defaults. `python benchmarks/dedup.py --memory 200000` measured about 7.0 KB
+of peak RSS per short (30-word) document, so about 6.7 GiB for a million of them.
 """
 
 from __future__ import annotations

@@ -111,8 +111,9 @@ class FilterFile(BaseModel):
         return specs
 
 
-def decide(name: str, spec: FilterSpec, rows: list[dict[str, Any]], column: str, source: str) -> list[str | None]:
-    """Per row, None to keep it or the reason this filter drops it."""
+def decide(name: str, spec: FilterSpec, rows: list[dict[str, Any]], labels: list[str], column: str, source: str) -> list[str | None]:
+    """Per row, None to keep it or the reason this filter drops it; `labels` name the rows
+    ("split/index") so a duplicate can say which row it repeats."""
     if isinstance(spec, Decontaminate):  # it finds the prompt itself
         from distill.filters.decontaminate import decontaminate
 
@@ -124,13 +125,16 @@ def decide(name: str, spec: FilterSpec, rows: list[dict[str, Any]], column: str,
         from distill.filters.minhash import find_duplicates
 
         duplicates = find_duplicates(texts(rows, column, source, spec.roles), spec.threshold, spec.num_perm, spec.ngram)
-        return [None if d is None else f"near-duplicate of row {d}" for d in duplicates]
+        return [None if d is None else f"near-duplicate of {labels[d]}" for d in duplicates]
     if isinstance(spec, Rouge):
         from distill.filters.rouge import NoveltyPool
 
-        pool = NoveltyPool([t for source_ in spec.pool for t in _pool_texts(source_, column)], spec.threshold)
+        outside = [t for source_ in spec.pool for t in _pool_texts(source_, column)]
+        pool = NoveltyPool(outside, spec.threshold)
         hits = pool.filter(texts(rows, column, source, spec.roles))
-        return [None if h is None else f"ROUGE-L >= {spec.threshold:g} with pool text {h}" for h in hits]
+        # The pool holds the outside texts, then the rows kept so far, in order.
+        names = [f"pool text {i}" for i in range(len(outside))] + [labels[i] for i, h in enumerate(hits) if h is None]
+        return [None if h is None else f"ROUGE-L >= {spec.threshold:g} with {names[h]}" for h in hits]
     options = spec.model_dump(exclude={"column", "file"})
     if isinstance(spec, Blocklist):
         words = list(spec.words) + (_read_words(spec.file) if spec.file else [])
@@ -162,7 +166,8 @@ def run_filters(splits: dict[str, list[dict[str, Any]]], plan: FilterFile, sourc
     removed: list[tuple[str, dict[str, Any]]] = []
     counts = []
     for name, spec in plan.filters:
-        reasons = decide(name, spec, [r for _, _, r in rows], plan.column, source)
+        labels = [f"{split}/{index}" for split, index, _ in rows]
+        reasons = decide(name, spec, [r for _, _, r in rows], labels, plan.column, source)
         kept = []
         for (split, index, row), reason in zip(rows, reasons):
             if reason is None:

@@ -145,7 +145,7 @@ def test_dedup_command_keeps_the_first_of_each_cluster(cli, tmp_path):
     kept = datasets.load_dataset(str(tmp_path / "out"), split="train").to_list()
     assert [r["messages"][1]["content"] for r in kept] == [story, rows[1]["messages"][1]["content"]]
     removed = datasets.load_dataset(str(tmp_path / "out"), "removed", split="train").to_list()
-    assert [(r["row"], r["reason"]) for r in removed] == [("train/2", "near-duplicate of row 0"), ("train/3", "near-duplicate of row 0")]
+    assert [(r["row"], r["reason"]) for r in removed] == [("train/2", "near-duplicate of train/0"), ("train/3", "near-duplicate of train/0")]
     for bad, needle in ((["--threshold", "1.5"], "threshold"), (["--column", "nope"], "'nope'")):
         assert_one_line_error(cli("filter", "dedup", source, *bad, "-o", tmp_path / "bad"), needle)
 
@@ -163,4 +163,4 @@ def test_rouge_filter_and_minhash_decontamination(cli, tmp_path):
     assert [r["prompt"] for r in datasets.load_dataset(str(out), split="train")] == [train[1]["prompt"], train[3]["prompt"]]
     removed = {r["row"]: r for r in datasets.load_dataset(str(out), "removed", split="train")}
     assert removed["train/0"]["removed_by"] == "decontaminate" and "MinHash similarity" in removed["train/0"]["reason"]
-    assert removed["train/2"]["removed_by"] == "rouge" and removed["train/2"]["reason"] == "ROUGE-L >= 0.7 with pool text 0"
+    assert removed["train/2"]["removed_by"] == "rouge" and removed["train/2"]["reason"] == "ROUGE-L >= 0.7 with train/1"
