@@ -16,9 +16,11 @@ work is numpy over (permutation x shingle) blocks, not one Python call per shing
 
 Candidates come from a `datasketch.MinHashLSH` whose hash tables are filled with the band
 keys datasketch itself would compute (big-endian bytes of each band), with (bands, rows)
-from `lsh_params`; a pair sharing a bucket is kept when its estimated Jaccard (the fraction
-of equal signature slots, as `MinHash.jaccard`) reaches the threshold, and verified pairs
-are joined by union-find. Each cluster keeps its first member in input order.
+from `lsh_params`. A pair sharing a bucket is verified by its estimated Jaccard (the fraction
+of equal signature slots, as `MinHash.jaccard`): far enough above the threshold it is kept,
+far enough below it is dropped, and in between, where 128 slots cannot tell 0.68 from 0.72,
+the exact Jaccard of the two shingle sets decides. Verified pairs are joined by union-find;
+each cluster keeps its first member in input order.
 
 Memory per document, besides the texts: the signature, 4 * num_perm bytes, the sorted
 shingle set for exact checks, 8 bytes a shingle, and the index,
