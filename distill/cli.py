@@ -41,6 +41,7 @@ class LazyGroup(click.Group):
         "push": "distill.commands.push:push",
         "rate": "distill.commands.rate:rate",
         "stats": "distill.commands.stats:stats",
+        "train": "distill.commands.train:train",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -313,13 +313,13 @@ def test_trl_sft_trainer_trains_on_the_dialogues(cli, tmp_path, monkeypatch):
     pytest.importorskip("trl")
     from trl import SFTConfig, SFTTrainer
 
-    from tiny_models import build_tiny_llama
+    from tiny_models import build_tiny_model
 
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "world=1", "--world-rounds", "2")
     assert result.code == 0, result.err
     dialogues = datasets.load_dataset(str(out), split="train_sft")
     corpus = [m["content"] for row in dialogues for m in row["messages"]]
-    model = build_tiny_llama(tmp_path / "tiny", corpus)
+    model = build_tiny_model(tmp_path / "tiny", corpus)
     args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2, max_length=128,
                      assistant_only_loss=True, use_cpu=True, bf16=False, report_to=[], save_strategy="no", logging_steps=1)
     trainer = SFTTrainer(model=str(model), args=args, train_dataset=dialogues.select_columns(["messages"]))

@@ -282,13 +282,13 @@ def test_trl_dpo_trainer_trains_on_the_pairs(cli, tmp_path, monkeypatch, prompts
     pytest.importorskip("trl")
     from trl import DPOConfig, DPOTrainer
 
-    from tiny_models import build_tiny_llama
+    from tiny_models import build_tiny_model
 
     result, out = rate(cli, tmp_path, monkeypatch, prompts)
     assert result.code == 0, result.err
     pairs = datasets.load_dataset(str(out), split="train_prefs")
     corpus = [m["content"] for row in pairs for m in row["chosen"] + row["rejected"]]
-    model = build_tiny_llama(tmp_path / "tiny", corpus)
+    model = build_tiny_model(tmp_path / "tiny", corpus)
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=2, per_device_train_batch_size=2, max_length=128,
                      use_cpu=True, bf16=False, report_to=[], save_strategy="no")
     trainer = DPOTrainer(model=str(model), args=args, train_dataset=pairs.select_columns(["chosen", "rejected"]))

@@ -2,19 +2,13 @@
 
 from pathlib import Path
 
-# The Zephyr chat template, with generation markers so TRL can mask everything but the
-# assistant's tokens (assistant_only_loss).
-ZEPHYR_TEMPLATE = (
-    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' }}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + eos_token }}{% endif %}{{ '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
+from distill.train.template import ZEPHYR_TEMPLATE
 
 
-def build_tiny_llama(folder: Path, corpus: list[str]) -> Path:
+def build_tiny_model(folder: Path, corpus: list[str], chat_template: str | None = ZEPHYR_TEMPLATE) -> Path:
+    """A 2-layer Mistral (the Zephyr base architecture) and its tokenizer, saved in `folder`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -24,12 +18,12 @@ def build_tiny_llama(folder: Path, corpus: list[str]) -> Path:
     )
     tokenizer.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
-    fast.chat_template = ZEPHYR_TEMPLATE
+    fast.chat_template = chat_template
     fast.save_pretrained(folder)
-    config = LlamaConfig(
+    config = MistralConfig(
         vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=1, max_position_embeddings=512,
         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
     )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    MistralForCausalLM(config).save_pretrained(folder)
     return folder

@@ -1,0 +1,72 @@
+import click
+
+from distill.cli import LazyGroup
+
+
+@click.group(cls=LazyGroup, lazy_subcommands={"sft": "distill.commands.train:sft", "dpo": "distill.commands.train:dpo"})
+def train() -> None:
+    """dSFT and dDPO stages on TRL (needs the `train` extra).
+
+    Recipes ship in distill/train/recipes (e.g. --config zephyr-7b-beta/sft_paper); any
+    recipe key can be overridden as KEY=VALUE, e.g. training.learning_rate=1e-5.
+    """
+
+
+def _stage(stage: str):
+    @click.command(name=stage, help=f"{'Supervised fine-tuning (dSFT) on messages' if stage == 'sft' else 'DPO (dDPO) on chosen/rejected pairs'}, "
+                                    "on one device, or on several through accelerate.")
+    @click.option("--config", "config_file", required=True, help="Recipe: a YAML file or a shipped name like zephyr-7b-beta/sft_paper.")
+    @click.argument("overrides", nargs=-1)
+    @click.option("--num-gpus", type=int, default=1, show_default=True, help="GPUs per machine.")
+    @click.option("--accelerate-config", type=click.Choice(["multi_gpu", "deepspeed_zero3", "fsdp"]),
+                  help="Shipped accelerate config.  [default: multi_gpu when --num-gpus > 1]")
+    @click.option("--num-machines", type=int, default=1, show_default=True)
+    @click.option("--machine-rank", type=int, default=0, show_default=True)
+    @click.option("--main-process-ip")
+    @click.option("--main-process-port", type=int)
+    @click.option("--dry-run", is_flag=True, help="Print the command and the resolved recipe; start nothing.")
+    def command(config_file, overrides, num_gpus, accelerate_config, num_machines, machine_rank, main_process_ip,
+                main_process_port, dry_run):
+        from distill.train.launch import launch_command
+        from distill.train.recipe import find_recipe, load_recipe, resolve_batch
+
+        recipe = load_recipe(find_recipe(config_file), stage, list(overrides))
+        note = resolve_batch(recipe, num_gpus * num_machines)
+        if note:
+            click.echo(note, err=True)
+        resolved = recipe.output_dir / "recipe.yaml"
+        cmd = launch_command(stage, resolved, num_gpus, accelerate_config, num_machines, machine_rank,
+                             main_process_ip, main_process_port)
+        if dry_run:
+            import shlex
+
+            import yaml
+
+            click.echo(shlex.join(cmd))
+            click.echo(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), nl=False)
+            return
+        from distill.train.launch import check_installed
+        from distill.train.recipe import dump_recipe
+
+        check_installed(accelerate_config)
+        dump_recipe(recipe, resolved)
+        if "accelerate.commands.launch" not in cmd:
+            from distill.train.stages import train as run_stage
+
+            metrics = run_stage(recipe)  # one process: no launcher needed
+            click.echo(f"done: {stage} model in {recipe.output_dir} (train loss {metrics.get('train_loss', float('nan')):.4f})")
+            return
+        import subprocess
+        import sys
+
+        code = subprocess.call(cmd)
+        if code:
+            click.echo(f"error: the {stage} run failed (exit {code}); the last complete checkpoint in {recipe.output_dir} resumes it", err=True)
+            sys.exit(code)
+        click.echo(f"done: {stage} model in {recipe.output_dir}")
+
+    return command
+
+
+sft = _stage("sft")
+dpo = _stage("dpo")

@@ -1,0 +1,154 @@
+"""distill train sft|dpo on tiny models built here, on datasets in distill's formats (CPU, offline)."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import assert_one_line_error, write_jsonl
+
+pytest.importorskip("trl")
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+
+def dialogues(n=12):
+    return [{"prompt": f"question {i} about rivers", "prompt_id": str(i), "sector": "world",
+             "messages": [{"role": "user", "content": f"question {i} about rivers"},
+                          {"role": "assistant", "content": f"rivers flow to the sea, answer {i}"},
+                          {"role": "user", "content": "and then?"},
+                          {"role": "assistant", "content": "they evaporate and fall as rain"}]} for i in range(n)]
+
+
+def pairs(n=12):
+    user = lambda i: {"role": "user", "content": f"question {i} about mills"}
+    return [{"prompt": f"question {i} about mills", "prompt_id": str(i), "score_chosen": 8.0, "score_rejected": 2.0,
+             "chosen": [user(i), {"role": "assistant", "content": "a mill grinds grain with water power"}],
+             "rejected": [user(i), {"role": "assistant", "content": "no idea"}],
+             "messages": [user(i), {"role": "assistant", "content": "a mill grinds grain with water power"}]} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    """A base model without a chat template, as Mistral-7B-v0.1."""
+    corpus = [m["content"] for row in dialogues() + pairs() for m in row["messages"]] * 3
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", corpus, chat_template=None)
+
+
+def recipe(tmp_path, stage, model, data, **extra):
+    training = {"max_steps": 3, "per_device_train_batch_size": 2, "max_length": 96, "use_cpu": True, "bf16": False,
+                "report_to": [], "save_strategy": "steps", "save_steps": 2, "logging_steps": 1, **extra.pop("training", {})}
+    path = tmp_path / f"{stage}.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name_or_path": str(model)}, "datasets": [{"path": str(data)}],
+                                    "output_dir": str(tmp_path / f"out-{stage}"), "training": training, **extra}))
+    return path
+
+
+def test_sft_trains_masks_user_tokens_saves_and_generates(cli, tmp_path, base_model):
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    result = cli("train", "sft", "--config", recipe(tmp_path, "sft", base_model, data))
+    assert result.code == 0, result.err
+    out = tmp_path / "out-sft"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert "<|assistant|>" in tokenizer.chat_template and "generation" in tokenizer.chat_template  # Zephyr's, given
+    model = AutoModelForCausalLM.from_pretrained(out)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "question 1 about rivers"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    generated = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
+    card = (out / "README.md").read_text()
+    assert f"base_model: {base_model}" in card and "train_loss" in card and "| max_length | 96 |" in card
+    assert json.loads((out / "train_metrics.json").read_text())["train_loss"] > 0
+
+
+def test_assistant_only_loss_masks_the_user(tmp_path, base_model):
+    from distill.train import data, template
+    from distill.train.recipe import DatasetSpec
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    template.prepare(tokenizer, "auto", assistant_only_loss=True)
+    rows = data.mix([DatasetSpec(path=str(write_jsonl(tmp_path / "d.jsonl", dialogues(2))))], "sft", seed=0)
+    trainer = SFTTrainer(model=str(base_model), processing_class=tokenizer, train_dataset=rows,
+                         args=SFTConfig(output_dir=str(tmp_path / "o"), assistant_only_loss=True, use_cpu=True, bf16=False,
+                                        report_to=[], per_device_train_batch_size=1, max_length=96))
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    learned = tokenizer.decode(ids[labels != -100])
+    assert "rivers flow to the sea" in learned and "they evaporate" in learned
+    assert "question" not in learned and "and then" not in learned  # the user's turns are masked
+
+
+def test_dpo_on_preference_pairs_and_resume(cli, tmp_path, base_model):
+    data = write_jsonl(tmp_path / "prefs.jsonl", pairs())
+    config = recipe(tmp_path, "dpo", base_model, data, chat_template="zephyr", training={"beta": 0.1})
+    assert cli("train", "dpo", "--config", config).code == 0
+    out = tmp_path / "out-dpo"
+    assert (out / "checkpoint-2").is_dir() and (out / "model.safetensors").exists()
+    # Two more steps resume from the last complete checkpoint, with its history.
+    result = cli("train", "dpo", "--config", config, "training.max_steps=4")
+    assert result.code == 0, result.err
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and [e["step"] for e in state["log_history"] if "loss" in e][:2] == [1, 2]
+
+
+def test_mixer_fractions_and_column_checks_before_any_model(cli, tmp_path, base_model, monkeypatch):
+    from distill.train import data
+    from distill.train.recipe import DatasetSpec
+
+    first = write_jsonl(tmp_path / "a.jsonl", dialogues(10))
+    second = write_jsonl(tmp_path / "b.jsonl", dialogues(20))
+    mixed = data.mix([DatasetSpec(path=str(first), fraction=0.5), DatasetSpec(path=str(second))], "sft", seed=3)
+    assert mixed.num_rows == 25 and mixed.column_names == ["messages"]
+    assert mixed.to_list() == data.mix([DatasetSpec(path=str(first), fraction=0.5), DatasetSpec(path=str(second))], "sft", seed=3).to_list()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load before the data is checked")
+
+    monkeypatch.setattr("distill.train.stages.load_model", no_model)
+    result = cli("train", "dpo", "--config", recipe(tmp_path, "dpo", base_model, first))
+    assert_one_line_error(result, "dpo needs column 'chosen'")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("training.max_seq_length=2048", "use max_length"),
+    ("training.learning_rat=1e-5", "unknown training key 'learning_rat'"),
+    ("modle.name_or_path=x", "unknown config key 'modle'"),
+    ("peft.method=qlora", "QLoRA needs a CUDA GPU"),
+    ("global_batch_size=7", "7"),
+    ("training.output_dir=elsewhere", "top of the recipe"),
+], ids=["renamed-key", "unknown-training-key", "unknown-key", "qlora-on-cpu", "indivisible-batch", "managed-key"])
+def test_recipe_errors_are_one_line(cli, tmp_path, base_model, override, needle):
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    assert_one_line_error(cli("train", "sft", "--config", recipe(tmp_path, "sft", base_model, data), override), needle)
+
+
+def test_dry_run_keeps_the_global_batch(cli, tmp_path):
+    result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_paper", "--num-gpus", "8", "--dry-run",
+                 "output_dir=" + str(tmp_path / "o"))
+    assert result.code == 0, result.err
+    assert "global batch size 512 = 16 per device x 8 processes x 4 gradient accumulation steps" in result.err
+    command, _, resolved = result.out.partition("\n")
+    assert "accelerate.commands.launch" in command and "--num_processes 8" in command and "distill.train.worker sft" in command
+    assert yaml.safe_load(resolved)["training"]["gradient_accumulation_steps"] == 4
+    assert not (tmp_path / "o").exists()  # a dry run starts nothing and writes nothing
+    one = cli("train", "dpo", "--config", "zephyr-7b-beta/dpo_handbook", "--dry-run", "per_device_train_batch_size=1")
+    assert one.code != 0  # not a recipe key at the top: named
+    single = cli("train", "dpo", "--config", "zephyr-7b-beta/dpo_handbook", "--dry-run")
+    assert "x 16 gradient accumulation steps" in single.err and "accelerate" not in single.out.split("\n")[0]
+
+
+def test_shipped_recipes_are_valid():
+    from distill.train.recipe import find_recipe, load_recipe, shipped_recipes
+
+    names = shipped_recipes()
+    assert {"zephyr-7b-beta/sft_paper", "zephyr-7b-beta/dpo_paper", "zephyr-7b-beta/dpo_handbook"} <= set(names)
+    for name in names:
+        if "qlora" not in name:
+            stage = name.split("/")[1].split("_")[0]
+            assert load_recipe(find_recipe(name), stage, []).stage == stage
+    assert load_recipe(find_recipe("zephyr-7b-beta/dpo_paper"), "dpo", []).training["beta"] == 0.1
+    assert load_recipe(find_recipe("zephyr-7b-beta/dpo_handbook"), "dpo", []).training["beta"] == 0.01

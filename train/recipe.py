@@ -1,0 +1,180 @@
+"""Training recipes: a YAML file, `key=value` overrides, validated before anything heavy starts.
+
+Every key is checked: an unknown one is an error that names it (the alignment-handbook
+scripts silently drop keys TRL 1.x renamed, such as `max_seq_length`, and then train with
+the defaults). `training:` holds TRL's own SFTConfig/DPOConfig arguments, checked against
+the dataclass of the installed TRL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.config import read_yaml_config, validate_config
+from distill.errors import ConfigError
+
+Stage = Literal["sft", "dpo"]
+# Keys TRL 1.x / transformers 5 renamed or dropped; saying so beats "unknown key".
+RENAMED = {
+    "max_seq_length": "max_length",
+    "torch_dtype": "model.dtype",
+    "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
+    "gradient_checkpointing": "activation_checkpointing",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(Strict):
+    path: str  # a distill run, a saved dataset, a file or a Hub id
+    split: str | None = None  # default: train_sft (sft) or train_prefs (dpo), else train
+    subset: str | None = None
+    revision: str | None = None
+    fraction: float = Field(1.0, gt=0, le=1)  # a seeded share of the split
+
+
+class ModelSpec(Strict):
+    name_or_path: str
+    revision: str | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"  # auto: FA2 if installed, else SDPA
+    trust_remote_code: bool = False
+
+
+class PeftSpec(Strict):
+    method: Literal["none", "lora", "qlora"] = "none"
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class Recipe(Strict):
+    stage: Stage
+    model: ModelSpec
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    eval_datasets: list[DatasetSpec] = Field(default_factory=list)
+    chat_template: Literal["auto", "zephyr"] = "auto"  # auto: the tokenizer's, else Zephyr's
+    assistant_only_loss: bool = True  # SFT: loss on the assistant's tokens only
+    peft: PeftSpec = Field(default_factory=PeftSpec)
+    ref_model: str | None = None  # DPO: an explicit reference model (default: the starting model)
+    global_batch_size: int | None = Field(None, ge=1)  # kept when GPUs or the per-device batch change
+    output_dir: Path
+    seed: int = 42
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    training: dict[str, Any] = Field(default_factory=dict)  # TRL SFTConfig / DPOConfig arguments
+
+    def trl_config_class(self):
+        if self.stage == "sft":
+            from trl import SFTConfig
+
+            return SFTConfig
+        from trl import DPOConfig
+
+        return DPOConfig
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`a.b=value` overrides (values read as YAML: 2e-5, true, [x, y])."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"an override is KEY=VALUE, not {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        *parents, last = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+        node[last] = value
+    return values
+
+
+def check_training_keys(recipe: Recipe) -> None:
+    """Every `training:` key must be an argument of the installed TRL's config class."""
+    known = {f.name for f in dataclasses.fields(recipe.trl_config_class())}
+    managed = {"output_dir", "seed", "push_to_hub", "hub_model_id", "assistant_only_loss"}
+    for key in recipe.training:
+        if key in RENAMED:
+            raise ConfigError(f"training key {key!r} is gone in TRL 1.x / transformers 5: use {RENAMED[key]}")
+        if key in managed:
+            raise ConfigError(f"training key {key!r} is set at the top of the recipe, not under training")
+        if key not in known:
+            raise ConfigError(f"unknown training key {key!r} for TRL's {recipe.trl_config_class().__name__}")
+
+
+def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe:
+    values = read_yaml_config(path) if path else {}
+    declared = values.pop("stage", stage)
+    if declared != stage:
+        raise ConfigError(f"{path} is a {declared} recipe, not {stage}")
+    values = apply_overrides(values, overrides)
+    for key in ("max_seq_length", "torch_dtype"):
+        if key in values or key in (values.get("model") or {}):
+            raise ConfigError(f"recipe key {key!r} is gone in TRL 1.x: use {RENAMED[key]!r}")
+    recipe = validate_config(Recipe, {**values, "stage": stage})
+    check_training_keys(recipe)
+    if recipe.peft.method == "qlora":
+        _need_gpu_for_qlora()
+    return recipe
+
+
+def _need_gpu_for_qlora() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use peft.method: lora on the CPU")
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    from distill.run import write_atomic
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(path), yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+
+def shipped_recipes() -> list[str]:
+    from importlib import resources
+
+    root = resources.files("distill.train").joinpath("recipes")
+    return sorted(f"{model.name}/{file.name.removesuffix('.yaml')}" for model in root.iterdir() if model.is_dir()
+                  for file in model.iterdir() if file.name.endswith(".yaml"))
+
+
+def find_recipe(name: str) -> Path:
+    """A recipe file, or the name of a shipped one (zephyr-7b-beta/sft_paper)."""
+    if Path(name).is_file():
+        return Path(name)
+    if name.removesuffix(".yaml") in shipped_recipes():
+        from importlib import resources
+
+        return Path(str(resources.files("distill.train").joinpath("recipes", name.removesuffix(".yaml") + ".yaml")))
+    raise ConfigError(f"no recipe {name!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
+
+
+def resolve_batch(recipe: Recipe, processes: int) -> str | None:
+    """Keep the recipe's global batch size: set gradient accumulation for this many processes."""
+    if recipe.global_batch_size is None:
+        return None
+    from distill.train.launch import gradient_accumulation
+
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe.trl_config_class())}
+    per_device = recipe.training.get("per_device_train_batch_size", defaults["per_device_train_batch_size"])
+    steps = gradient_accumulation(recipe.global_batch_size, per_device, processes)
+    before = recipe.training.get("gradient_accumulation_steps")
+    recipe.training["gradient_accumulation_steps"] = steps
+    changed = f" (the recipe said {before})" if before not in (None, steps) else ""
+    return (f"global batch size {recipe.global_batch_size} = {per_device} per device x {processes} "
+            f"process{'es' if processes > 1 else ''} x {steps} gradient accumulation steps{changed}")
