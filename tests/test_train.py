@@ -152,3 +152,9 @@ def test_shipped_recipes_are_valid():
             assert load_recipe(find_recipe(name), stage, []).stage == stage
     assert load_recipe(find_recipe("zephyr-7b-beta/dpo_paper"), "dpo", []).training["beta"] == 0.1
     assert load_recipe(find_recipe("zephyr-7b-beta/dpo_handbook"), "dpo", []).training["beta"] == 0.01
+
+
+def test_push_flags_land_in_the_recipe(cli, tmp_path):
+    result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub", "--hub-model-id", "me/zephyr-test")
+    resolved = yaml.safe_load(result.out.partition("\n")[2])
+    assert resolved["push_to_hub"] is True and resolved["hub_model_id"] == "me/zephyr-test"

@@ -24,13 +24,16 @@ def _stage(stage: str):
     @click.option("--machine-rank", type=int, default=0, show_default=True)
     @click.option("--main-process-ip")
     @click.option("--main-process-port", type=int)
+    @click.option("--push-to-hub", is_flag=True, help="Push the trained model to the Hub (token from HF_TOKEN or hf auth login).")
+    @click.option("--hub-model-id", help="The model repository, org/name.")
     @click.option("--dry-run", is_flag=True, help="Print the command and the resolved recipe; start nothing.")
     def command(config_file, overrides, num_gpus, accelerate_config, num_machines, machine_rank, main_process_ip,
-                main_process_port, dry_run):
+                main_process_port, push_to_hub, hub_model_id, dry_run):
         from distill.train.launch import launch_command
         from distill.train.recipe import find_recipe, load_recipe, resolve_batch
 
-        recipe = load_recipe(find_recipe(config_file), stage, list(overrides))
+        flags = [*(["push_to_hub=true"] if push_to_hub else []), *([f"hub_model_id={hub_model_id}"] if hub_model_id else [])]
+        recipe = load_recipe(find_recipe(config_file), stage, [*overrides, *flags])
         note = resolve_batch(recipe, num_gpus * num_machines)
         if note:
             click.echo(note, err=True)
