@@ -37,7 +37,9 @@ def test_version_and_help(cli):
 def test_help_imports_neither_torch_nor_vllm():
     code = (
         "import sys\nfrom distill.cli import main\n"
-        "for argv in (['--help'], ['generate', '--help'], ['generate', 'completions', '--help']):\n"
+        "for argv in (['--help'], ['generate', '--help'], ['generate', 'completions', '--help'], ['generate', 'ultrachat', '--help'],\n"
+        "             ['rate', 'ultrafeedback', '--help'], ['binarize', '--help'], ['filter', '--help'], ['filter', 'run', '--help'],\n"
+        "             ['train', '--help'], ['train', 'sft', '--help'], ['push', '--help'], ['stats', '--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
         "heavy = [m for m in ('torch', 'vllm', 'transformers', 'llama_cpp', 'datasets') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
