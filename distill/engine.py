@@ -1,7 +1,10 @@
 """Wires a generating command together: run directory, backend, cache, client, runner, stats.
 
-A command supplies its items, a `work(client)` factory giving the coroutine for one item,
-and a `finish(rows)` that writes the final dataset. Everything else is here, once.
+A command supplies its items, a `make_work(client)` factory giving the coroutine for one
+item, and a `build(records)` that turns the finished records into the dataset's configs
+(and what its filters removed). Everything else is here, once: the run directory, the
+backends and their routes, prices and budget, the client, the runner, stats, the export
+and the card.
 """
 
 from __future__ import annotations
