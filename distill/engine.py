@@ -72,6 +72,7 @@ def execute(
             progress=Progress(enabled=not config.quiet, description=command),
         )
         records, failures = run.records(), run.failures()
+        wanted = {item_id for item_id, _ in items}
         started = time.monotonic()
 
         async def generate() -> Outcome:
@@ -98,7 +99,7 @@ def execute(
                 "command": command,
                 "backend": backend_name,
                 "models": run_models,
-                "items": {"done": len(records), "total": len(items), "failed": len(failures)},
+                "items": {"done": sum(r["id"] in wanted for r in records), "total": len(items), "failed": len(failures)},
                 "stopped": ended_by,
                 "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
                 "cost_usd": None if None in costs else round(sum(p.cost(*usage[m]) for m, p in zip(usage, costs)), 6),
@@ -110,7 +111,9 @@ def execute(
             raise StoppedEarly(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
-        export(run, build(sorted(records, key=lambda r: _order(r["id"]))), config, method, [public_input(m) for m in run_models])
+        # The records of this run's items only: an earlier session may have done more (a larger -n).
+        finished = sorted((r for r in records if r["id"] in wanted), key=lambda r: _order(r["id"]))
+        export(run, build(finished), config, method, [public_input(m) for m in run_models])
         return outcome
     finally:
         run.close()

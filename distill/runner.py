@@ -36,8 +36,9 @@ async def run_items(
     progress: Progress,
     window: int,
 ) -> Outcome:
+    items = list(items)
     todo = [(item_id, item) for item_id, item in items if item_id not in records]
-    outcome = Outcome(total=len(todo) + len(records), done=len(records))
+    outcome = Outcome(total=len(items), done=len(items) - len(todo))
     progress.start(outcome.total, outcome.done)
     queue = iter(todo)
     running: dict[asyncio.Task, str] = {}

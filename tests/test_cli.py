@@ -274,3 +274,13 @@ def test_a_cost_cap_needs_a_price(cli, server, prompts_file, tmp_path):
     result = cli(*openai_args(server, prompts_file, tmp_path / "r", "--max-cost-usd", "1"), env={"OPENAI_API_KEY": KEY})
     assert_one_line_error(result, "--prices")
     assert server.stats.received == 0 and not (tmp_path / "r").exists()
+
+
+def test_a_smaller_limit_on_resume_exports_only_those_rows(cli, server, prompts_file, tmp_path):
+    out = tmp_path / "run"
+    env = {"OPENAI_API_KEY": KEY}
+    assert cli(*openai_args(server, prompts_file, out), env=env).code == 0
+    assert cli(*openai_args(server, prompts_file, out, "-n", "5"), env=env).code == 0
+    assert len(read_dataset(out)) == 5 and server.stats.received == 20
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["items"]["total"] == stats["items"]["done"] == 5
