@@ -52,17 +52,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Zephyr's turns, with generation markers so TRL can compute an assistant-only loss.
-ZEPHYR_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + eos_token }}{% endif %}"
-    "{{ '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
-)
+from distill.train.template import ZEPHYR_TEMPLATE
+
 RESULT = "RESULT "  # prefix of the one line a child process reports on
 
 
