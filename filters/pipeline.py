@@ -21,6 +21,7 @@ row, the filter that dropped it and why.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -104,7 +105,12 @@ class FilterFile(BaseModel):
             raise ValueError("filters is a list of {name: {options}}")
         specs = []
         for entry in value:
-            name, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items())) if isinstance(entry, dict) and len(entry) == 1 else (None, None)
+            if isinstance(entry, str):  # `- refusal`: a filter with its defaults
+                name, options = entry, {}
+            elif isinstance(entry, dict) and len(entry) == 1:  # `- length: {min_words: 3}`
+                name, options = next(iter(entry.items()))
+            else:
+                raise ValueError(f"a filter is NAME or {{NAME: {{options}}}}, not {entry!r}")
             if name not in SPECS:
                 raise ValueError(f"unknown filter {name!r} (filters: {', '.join(SPECS)})")
             specs.append((name, SPECS[name].model_validate(options or {})))
@@ -223,6 +229,8 @@ def write_output(out: Path, source: str, kept, removed, counts, plan: FilterFile
     configs = [Config(DEFAULT_CONFIG, None, {s: rows for s, rows in kept.items() if rows})]
     if removed:
         configs.append(Config("removed", None, removed))
+    else:  # an earlier output's removed rows do not belong to this one
+        shutil.rmtree(out / "removed", ignore_errors=True)
     written = write_configs(out, configs)
     source_stats = _source_stats(source)
     stats = {
