@@ -158,3 +158,12 @@ def test_push_flags_land_in_the_recipe(cli, tmp_path):
     result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub", "--hub-model-id", "me/zephyr-test")
     resolved = yaml.safe_load(result.out.partition("\n")[2])
     assert resolved["push_to_hub"] is True and resolved["hub_model_id"] == "me/zephyr-test"
+
+
+def test_accelerate_config_names_and_files(cli, tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\n")
+    result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--num-gpus", "2", "--accelerate-config", own, "--dry-run")
+    assert result.code == 0 and f"--config_file {own}" in result.out
+    assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--num-gpus", "2",
+                              "--accelerate-config", "megatron", "--dry-run"), "megatron")

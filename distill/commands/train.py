@@ -18,8 +18,8 @@ def _stage(stage: str):
     @click.option("--config", "config_file", required=True, help="Recipe: a YAML file or a shipped name like zephyr-7b-beta/sft_paper.")
     @click.argument("overrides", nargs=-1)
     @click.option("--num-gpus", type=int, default=1, show_default=True, help="GPUs per machine.")
-    @click.option("--accelerate-config", type=click.Choice(["multi_gpu", "deepspeed_zero3", "fsdp"]),
-                  help="Shipped accelerate config.  [default: multi_gpu when --num-gpus > 1]")
+    @click.option("--accelerate-config", help="multi_gpu, deepspeed_zero3 or fsdp (shipped), or your own accelerate "
+                                               "config file.  [default: multi_gpu when there are several processes]")
     @click.option("--num-machines", type=int, default=1, show_default=True)
     @click.option("--machine-rank", type=int, default=0, show_default=True)
     @click.option("--main-process-ip")
