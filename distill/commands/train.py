@@ -35,11 +35,11 @@ def _stage(stage: str):
         flags = [*(["push_to_hub=true"] if push_to_hub else []), *([f"hub_model_id={hub_model_id}"] if hub_model_id else [])]
         recipe = load_recipe(find_recipe(config_file), stage, [*overrides, *flags])
         note = resolve_batch(recipe, num_gpus * num_machines)
-        if note:
-            click.echo(note, err=True)
         resolved = recipe.output_dir / "recipe.yaml"
         cmd = launch_command(stage, resolved, num_gpus, accelerate_config, num_machines, machine_rank,
                              main_process_ip, main_process_port)
+        if note:  # after every check: an error stays the one line on stderr
+            click.echo(note, err=True)
         if dry_run:
             import shlex
 
