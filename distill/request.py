@@ -27,7 +27,8 @@ class Request:
     key, so asking for sample 3 never returns sample 2's cached answer.
 
     `json_schema` asks for a reply that follows a JSON schema (structured output): the
-    openai backend sends it as response_format, llamacpp turns it into a grammar; a
+    openai backend sends it as response_format, vllm as structured outputs, llamacpp as a
+    grammar; a
     pipeline still parses the reply tolerantly, as a backend may not enforce it.
 
     `answer_prefix` says how the answer should begin (say "1." for a numbered list).

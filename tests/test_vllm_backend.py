@@ -230,3 +230,13 @@ def test_a_request_vllm_cannot_take_is_rejected_not_fatal():
     backend = VLLMBackend("m", engine=TooLong(), make_sampling_params=dict)
     with pytest.raises(RejectedError, match="max_model_len"):
         asyncio.run(backend.complete(Request.text("m", "x")))
+
+
+def test_json_schema_becomes_structured_output():
+    engine = StandInEngine()
+    backend = VLLMBackend("m", engine=engine, make_sampling_params=lambda **kw: kw, make_structured=lambda schema: ("json", schema))
+    schema = {"type": "object"}
+    asyncio.run(backend.complete(Request.chat("m", [{"role": "user", "content": "rate"}], json_schema=schema)))
+    asyncio.run(backend.complete(Request.chat("m", [{"role": "user", "content": "plain"}])))
+    first, second = (call[1] for call in engine.calls)
+    assert first["structured_outputs"] == ("json", schema) and "structured_outputs" not in second

@@ -51,6 +51,7 @@ class VLLMBackend:
         tensor_parallel_size: int = 1,
         engine=None,
         make_sampling_params: Callable[..., Any] | None = None,
+        make_structured: Callable[[dict], Any] | None = None,
         **engine_kwargs,
     ):
         """`engine` and `make_sampling_params` stand in for vLLM's in tests; `engine_kwargs`
@@ -64,9 +65,15 @@ class VLLMBackend:
                 args = vllm.AsyncEngineArgs(model=model, tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
                 engine = vllm.AsyncLLMEngine.from_engine_args(args)
             make_sampling_params = make_sampling_params or vllm.SamplingParams
+            if make_structured is None:  # JSON-schema decoding (vLLM >= 0.12; older releases lack it)
+                from vllm import sampling_params
+
+                structured = getattr(sampling_params, "StructuredOutputsParams", None)
+                make_structured = (lambda schema: structured(json=schema)) if structured else None
         self.model = model
         self.engine = engine
         self.make_sampling_params = make_sampling_params
+        self.make_structured = make_structured
         self._tokenizer = None
         self._id_prefix = f"distill-{uuid.uuid4().hex[:8]}"
         self._ids = itertools.count()
@@ -96,7 +103,10 @@ class VLLMBackend:
         final = None
         try:
             prompt = await self._prompt(request)
-            params = self.make_sampling_params(**sampling_kwargs(request.params))
+            kwargs = sampling_kwargs(request.params)
+            if request.json_schema is not None and self.make_structured is not None:
+                kwargs["structured_outputs"] = self.make_structured(request.json_schema)
+            params = self.make_sampling_params(**kwargs)
             async for output in self.engine.generate(prompt, params, request_id):
                 final = output  # cumulative: the last output holds the whole completion
         except asyncio.CancelledError:
