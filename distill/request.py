@@ -28,8 +28,7 @@ class Request:
 
     `json_schema` asks for a reply that follows a JSON schema (structured output): the
     openai backend sends it as response_format, vllm as structured outputs, llamacpp as a
-    grammar; a
-    pipeline still parses the reply tolerantly, as a backend may not enforce it.
+    grammar; a pipeline still parses the reply tolerantly, as a backend may not enforce it.
 
     `answer_prefix` says how the answer should begin (say "1." for a numbered list).
     Backends that render the prompt themselves (llamacpp, vllm) prefill it, which keeps
