@@ -26,10 +26,10 @@ class StandInHub:
             except ImportError:
                 import httpx
 
-            request = httpx.Request("POST", "https://huggingface.co/api/repos/create")
+            request = httpx.Request("POST", "https://hub.invalid/api/repos/create")
             response = httpx.Response(self.fail_status, request=request)
             raise huggingface_hub.errors.HfHubHTTPError("401 Client Error: Unauthorized", response=response)
-        return f"https://huggingface.co/datasets/{repo_id}"
+        return f"https://hub.invalid/datasets/{repo_id}"
 
     def create_branch(self, repo_id, **kwargs):
         self.calls.append(("create_branch", repo_id, kwargs))
@@ -55,7 +55,7 @@ def run_dir(cli, tmp_path):
 def test_push_creates_the_repo_and_uploads_exactly_the_dataset(run_dir):
     hub = StandInHub()
     url = push_run(run_dir, "my-org/my-data", private=True, api=hub)
-    assert url == "https://huggingface.co/datasets/my-org/my-data"
+    assert url == "https://hub.invalid/datasets/my-org/my-data"
     assert hub.calls[0] == ("create_repo", "my-org/my-data", {"repo_type": "dataset", "private": True, "exist_ok": True})
     upload = hub.calls[1][2]
     assert upload["repo_type"] == "dataset" and upload["revision"] is None
