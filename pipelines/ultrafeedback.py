@@ -184,43 +184,53 @@ class UltraFeedback:
 
     # -- 2. ratings ----------------------------------------------------------------------------
 
+    async def judge_until_parsed(self, prompt: str, schema: dict, parse, *salt) -> tuple[Any, str, int]:
+        """Ask the judge until `parse` reads the reply (None: unreadable), at most
+        1 + parse_retries times. Returns (parsed or None, the last reply, attempts).
+
+        Each retry is a new sample (never the cached reply) at some temperature, or a
+        deterministic judge would repeat itself. A reply cut off by the token limit may read
+        as complete ("score: 1" of "10"), so it counts as unreadable."""
+        text = ""
+        for attempt in range(self.config.parse_retries + 1):
+            temperature = self.config.judge_temperature if attempt == 0 else max(self.config.judge_temperature, 0.7)
+            request = self.request(self.judge, [{"role": "user", "content": prompt}], temperature,
+                                   self.config.judge_max_new_tokens, *salt, sample=attempt, schema=schema)
+            reply = await self.client.complete(request)
+            text = reply.text
+            parsed = parse(text) if reply.finish_reason != "length" else None
+            if parsed is not None:
+                return parsed, text, attempt + 1
+        return None, text, self.config.parse_retries + 1
+
     async def rate(self, aspect: str, instruction: str, responses: list[str], order: list[int], pid: str) -> dict[str, Any]:
-        """One judge call rating all responses in `order`; parse failures are asked again
-        (as new samples, never the cached reply), then kept raw with null ratings."""
+        """One judge call rating all responses in `order`; an unreadable reply is kept raw
+        with null ratings."""
         spec = ASPECTS[aspect]
         n, allow_na, types = len(order), spec["na"], spec.get("types")
         prompt = render(P, f"aspects/{aspect}.j2", instruction=instruction, texts=[responses[i] for i in order], types=types or [])
-        text = ""
-        for attempt in range(self.config.parse_retries + 1):
-            # A retry needs some randomness, or a deterministic judge would repeat itself.
-            temperature = self.config.judge_temperature if attempt == 0 else max(self.config.judge_temperature, 0.7)
-            request = self.request(self.judge, [{"role": "user", "content": prompt}], temperature,
-                                   self.config.judge_max_new_tokens, "judge", aspect, pid, tuple(order),
-                                   sample=attempt, schema=aspect_schema(n, allow_na, types))
-            reply = await self.client.complete(request)
-            text = reply.text
-            # A reply cut off by the token limit may read as complete ("score: 1" of "10"): ask again.
-            parsed = parse_aspect_reply(text, n, allow_na, types) if reply.finish_reason != "length" else None
-            if parsed is not None:
-                by_response: list[dict | None] = [None] * n
-                for position, rating in enumerate(parsed):
-                    by_response[order[position]] = _rating(rating)
-                return {"order": order, "ratings": by_response, "attempts": attempt + 1}
-        return {"order": order, "ratings": [None] * n, "attempts": self.config.parse_retries + 1, "raw": text}
+        parsed, text, attempts = await self.judge_until_parsed(
+            prompt, aspect_schema(n, allow_na, types), lambda reply: parse_aspect_reply(reply, n, allow_na, types),
+            "judge", aspect, pid, tuple(order),
+        )
+        if parsed is None:
+            return {"order": order, "ratings": [None] * n, "attempts": attempts, "raw": text}
+        by_response: list[dict | None] = [None] * n
+        for position, rating in enumerate(parsed):
+            by_response[order[position]] = _rating(rating)
+        return {"order": order, "ratings": by_response, "attempts": attempts}
 
     async def critique(self, instruction: str, response: str, pid: str, index: int) -> dict[str, Any]:
         prompt = render(P, "critique.j2", instruction=instruction, answer=response)
-        text = ""
-        for attempt in range(self.config.parse_retries + 1):
-            temperature = self.config.judge_temperature if attempt == 0 else max(self.config.judge_temperature, 0.7)
-            request = self.request(self.judge, [{"role": "user", "content": prompt}], temperature,
-                                   self.config.judge_max_new_tokens, "critique", pid, index, sample=attempt, schema=critique_schema())
-            reply = await self.client.complete(request)
-            text = reply.text
-            score, feedback = parse_critique_reply(text) if reply.finish_reason != "length" else (None, "")
-            if score is not None:
-                return {"overall_score": score, "feedback": feedback}
-        return {"overall_score": None, "feedback": "", "raw": text}
+
+        def parse(reply: str):
+            score, feedback = parse_critique_reply(reply)
+            return None if score is None else (score, feedback)
+
+        parsed, text, _ = await self.judge_until_parsed(prompt, critique_schema(), parse, "critique", pid, index)
+        if parsed is None:
+            return {"overall_score": None, "feedback": "", "raw": text}
+        return {"overall_score": parsed[0], "feedback": parsed[1]}
 
     # -- one prompt, start to end ------------------------------------------------------------
 
