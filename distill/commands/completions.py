@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, input_options
+from distill.commands.options import engine_options, input_options, report
 
 
 @click.command()
@@ -27,5 +27,4 @@ def completions(ctx: click.Context, **_) -> None:
 
     config = resolve_config(pipeline.CompletionsConfig, ctx, ctx.params.get("config"))
     outcome = pipeline.run(config)
-    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
-    click.echo(f"done: {outcome.done} completions in {config.output}/data/{rejected}")
+    report(outcome, "completions", config.output)

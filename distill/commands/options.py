@@ -63,3 +63,9 @@ def input_options(command):
     for option in reversed(_INPUT_OPTIONS):
         command = option(command)
     return command
+
+
+def report(outcome, what: str, output) -> None:
+    """The closing line of a generating command."""
+    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
+    click.echo(f"done: {outcome.done} {what}, dataset in {output}/data/{rejected}")

@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options
+from distill.commands.options import engine_options, report
 
 
 @click.command()
@@ -42,5 +42,4 @@ def ultrachat(ctx: click.Context, **_) -> None:
 
     config = resolve_config(pipeline.UltraChatConfig, ctx, ctx.params.get("config"))
     outcome = pipeline.run(config)
-    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
-    click.echo(f"done: {outcome.done} dialogues generated, dataset in {config.output}/data/{rejected}")
+    report(outcome, "dialogues generated", config.output)

@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, input_options
+from distill.commands.options import engine_options, input_options, report
 
 
 @click.command()
@@ -40,5 +40,4 @@ def ultrafeedback(ctx: click.Context, **_) -> None:
 
     config = resolve_config(pipeline.UltraFeedbackConfig, ctx, ctx.params.get("config"))
     outcome = pipeline.run(config)
-    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
-    click.echo(f"done: {outcome.done} prompts rated, dataset in {config.output}/data/{rejected}")
+    report(outcome, "prompts rated", config.output)
