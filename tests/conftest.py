@@ -84,3 +84,40 @@ def assert_one_line_error(result: Result, *needles: str) -> None:
     assert "Traceback" not in result.err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+class StandInHub:
+    """Records what the real huggingface_hub.HfApi would be asked, and which files an upload would send."""
+
+    def __init__(self, fail_status=None):
+        self.calls = []
+        self.uploaded: dict[str, bytes] = {}
+        self.fail_status = fail_status
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        if self.fail_status:
+            import huggingface_hub
+
+            try:  # the HTTP library huggingface_hub is built on
+                import httpx2 as httpx
+            except ImportError:
+                import httpx
+
+            request = httpx.Request("POST", "https://hub.invalid/api/repos/create")
+            response = httpx.Response(self.fail_status, request=request)
+            raise huggingface_hub.errors.HfHubHTTPError("401 Client Error: Unauthorized", response=response)
+        return f"https://hub.invalid/{kwargs.get('repo_type', 'model')}s/{repo_id}"
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        from huggingface_hub.utils import filter_repo_objects
+
+        self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        root = Path(kwargs["folder_path"])
+        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+        for name in filter_repo_objects(files, allow_patterns=kwargs.get("allow_patterns"),
+                                        ignore_patterns=kwargs.get("ignore_patterns")):
+            self.uploaded[name] = (root / name).read_bytes()

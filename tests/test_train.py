@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from conftest import assert_one_line_error, write_jsonl
+from conftest import StandInHub, assert_one_line_error, write_jsonl
 
 pytest.importorskip("trl")
 
@@ -158,6 +158,72 @@ def test_push_flags_land_in_the_recipe(cli, tmp_path):
     result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub", "--hub-model-id", "me/zephyr-test")
     resolved = yaml.safe_load(result.out.partition("\n")[2])
     assert resolved["push_to_hub"] is True and resolved["hub_model_id"] == "me/zephyr-test"
+    assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub"),
+                          "--hub-model-id")
+    assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub",
+                              "--hub-model-id", "no-org"), "org/name")
+
+
+LORA = {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
+
+
+def merged(model_dir, *adapters):
+    """`model_dir` with each LoRA adapter merged in turn, as a plain transformers model."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    for adapter in adapters:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model
+
+
+def test_lora_dpo_on_a_lora_sft_model_starts_from_the_sft_model(cli, tmp_path, base_model):
+    sft = recipe(tmp_path, "sft", base_model, write_jsonl(tmp_path / "sft.jsonl", dialogues()), peft=LORA,
+                 training={"learning_rate": 0.05})
+    assert cli("train", "sft", "--config", sft).code == 0
+    sft_out = tmp_path / "out-sft"
+    assert (sft_out / "adapter_config.json").exists()  # a LoRA dSFT output is an adapter on the base
+    dpo = recipe(tmp_path, "dpo", sft_out, write_jsonl(tmp_path / "prefs.jsonl", pairs()), peft=LORA,
+                 training={"beta": 0.1, "learning_rate": 0.05})
+    result = cli("train", "dpo", "--config", dpo)
+    assert result.code == 0, result.err
+    out = tmp_path / "out-dpo"
+    # The reference model is the dSFT model: at the first step, before any update, the policy equals it.
+    first = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"][0]
+    assert first["step"] == 1 and first["rewards/chosen"] == 0 and first["rewards/rejected"] == 0
+    # The output is the whole model: base + dSFT adapter + dDPO adapter, merged (an adapter alone
+    # would apply to the bare base and lose the dSFT).
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM
+
+    got = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    want = merged(base_model, sft_out, out / "checkpoint-3").state_dict()
+    without_sft = merged(base_model, out / "checkpoint-3").state_dict()
+    assert got.keys() == want.keys()
+    assert all(got[k].allclose(want[k], atol=1e-6) for k in want)
+    assert not all(got[k].allclose(without_sft[k], atol=1e-6) for k in want)
+
+
+def test_push_uploads_the_model_with_distills_card(cli, tmp_path, base_model, monkeypatch):
+    hub = StandInHub()
+    monkeypatch.setattr("distill.hub.hub_api", lambda: hub)
+    config = recipe(tmp_path, "sft", base_model, write_jsonl(tmp_path / "sft.jsonl", dialogues()))
+    result = cli("train", "sft", "--config", config, "--push-to-hub", "--hub-model-id", "me/tiny-sft")
+    assert result.code == 0, result.err
+    assert hub.calls[0] == ("create_repo", "me/tiny-sft", {"repo_type": "model", "private": False, "exist_ok": True})
+    assert {"README.md", "model.safetensors", "tokenizer.json", "train_metrics.json"} <= set(hub.uploaded)
+    assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in hub.uploaded)
+    assert b"with [distill]" in hub.uploaded["README.md"]  # our card, not TRL's
+
+
+def test_push_without_a_token_stops_before_training(cli, tmp_path, base_model, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    config = recipe(tmp_path, "sft", base_model, write_jsonl(tmp_path / "sft.jsonl", dialogues()))
+    assert_one_line_error(cli("train", "sft", "--config", config, "--push-to-hub", "--hub-model-id", "me/x"), "HF_TOKEN")
+    assert not (tmp_path / "out-sft").exists()
 
 
 def test_accelerate_config_names_and_files(cli, tmp_path):

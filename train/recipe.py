@@ -126,6 +126,12 @@ def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe
             raise ConfigError(f"recipe key {key!r} is gone in TRL 1.x: use {RENAMED[key]!r}")
     recipe = validate_config(Recipe, {**values, "stage": stage})
     check_training_keys(recipe)
+    if recipe.push_to_hub:
+        from distill.hub import check_repo_id
+
+        if not recipe.hub_model_id:
+            raise ConfigError("--push-to-hub needs --hub-model-id org/name (or hub_model_id in the recipe)")
+        check_repo_id(recipe.hub_model_id, "--hub-model-id")
     if recipe.peft.method == "qlora":
         _need_gpu_for_qlora()
     return recipe

@@ -2,6 +2,10 @@
 
     tokenizer + chat template -> data (checked) -> model (+ LoRA/QLoRA) -> train (resuming
     the last complete checkpoint) -> model, tokenizer and model card in output_dir
+
+A starting model that is itself a LoRA adapter (the output of a LoRA/QLoRA dSFT, say) is
+merged into its base first, so that training and DPO's implicit reference model start
+from the dSFT model, not from the bare base.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ def attention(spec: ModelSpec) -> str:
     return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
+def adapter_base(spec: ModelSpec) -> str | None:
+    """The base model of `spec` when it names a LoRA adapter rather than a whole model, else None."""
+    from transformers.utils import find_adapter_config_file
+
+    found = find_adapter_config_file(spec.name_or_path, revision=spec.revision)
+    return json.loads(Path(found).read_text())["base_model_name_or_path"] if found else None
+
+
 def load_model(spec: ModelSpec, peft: PeftSpec):
     import torch
     from transformers import AutoModelForCausalLM
@@ -39,7 +51,29 @@ def load_model(spec: ModelSpec, peft: PeftSpec):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
         )
-    return AutoModelForCausalLM.from_pretrained(spec.name_or_path, **kwargs)
+    base = adapter_base(spec)
+    if base is None:
+        return AutoModelForCausalLM.from_pretrained(spec.name_or_path, **kwargs)
+    from peft import PeftModel
+
+    kwargs["revision"] = None  # the revision named is the adapter's
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    return PeftModel.from_pretrained(model, spec.name_or_path, revision=spec.revision).merge_and_unload()
+
+
+def save_merged(recipe: Recipe) -> None:
+    """Replace the LoRA adapter in output_dir by the whole model, merged in the recipe's dtype.
+
+    For a run that started from an adapter: the new adapter was trained on top of the merged
+    start, so on its own (applied to the bare base) it would be the wrong model.
+    """
+    from peft import PeftModel
+
+    output_dir = Path(recipe.output_dir)
+    start = load_model(recipe.model, recipe.peft.model_copy(update={"method": "none"}))  # unquantized
+    PeftModel.from_pretrained(start, str(output_dir)).merge_and_unload().save_pretrained(str(output_dir))
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        (output_dir / name).unlink(missing_ok=True)
 
 
 def lora_config(peft: PeftSpec):
@@ -72,8 +106,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
     model = load_model(recipe.model, recipe.peft)
     extra = {"assistant_only_loss": recipe.assistant_only_loss} if recipe.stage == "sft" else {}
     args = recipe.trl_config_class()(
-        output_dir=str(recipe.output_dir), seed=recipe.seed, push_to_hub=recipe.push_to_hub,
-        hub_model_id=recipe.hub_model_id, **extra, **recipe.training,
+        output_dir=str(recipe.output_dir), seed=recipe.seed, **extra, **recipe.training,
     )
     common = dict(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data, processing_class=tokenizer,
                   peft_config=lora_config(recipe.peft))
@@ -92,11 +125,15 @@ def train(recipe: Recipe) -> dict[str, Any]:
         metrics.update(trainer.evaluate())
     trainer.save_model(str(recipe.output_dir))
     if trainer.is_world_process_zero():
+        if recipe.peft.method != "none" and adapter_base(recipe.model):
+            save_merged(recipe)
         tokenizer.save_pretrained(str(recipe.output_dir))
         write_model_card(recipe, metrics, len(train_data))
         (Path(recipe.output_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if recipe.push_to_hub:
-        trainer.push_to_hub()
+        if recipe.push_to_hub:  # distill's upload, not TRL's: that one would replace the model card with its own
+            from distill.hub import push_model
+
+            push_model(recipe.output_dir, recipe.hub_model_id)
     return metrics
 
 

@@ -52,6 +52,10 @@ def _stage(stage: str):
         from distill.train.recipe import dump_recipe
 
         check_installed(accelerate_config)
+        if recipe.push_to_hub:  # no token: say so now, not after the training
+            from distill.hub import hub_api
+
+            hub_api()
         dump_recipe(recipe, resolved)
         if "accelerate.commands.launch" not in cmd:
             from distill.train.stages import train as run_stage
