@@ -16,7 +16,7 @@ nothing. Everything is built here, offline (the GPU machine cannot download a mo
              `rejected` full conversations), each near --seq-len tokens, as JSONL files
              in distill's formats.
 
-Four runs, each in a fresh process (no memory or compiled kernels carried over):
+Four runs per round, each in a fresh process (no memory or compiled kernels carried over):
 
   bare    SFT   TRL's SFTTrainer on the model, tokenizer and rows, directly
   distill SFT   distill.train.recipe.load_recipe + distill.train.stages.train on a recipe
@@ -29,12 +29,17 @@ Same TRL arguments on both sides: bf16, full fine-tuning, AdamW, --steps optimiz
 after --warmup untimed ones, gradient accumulation 1, max_length --seq-len, activation
 checkpointing unless --no-checkpointing, SDPA (FlashAttention-2 when installed; --attn).
 
-Reported per run: tokens/s (non-padding input tokens the trainer saw over the timed steps,
-chosen and rejected both counted for DPO, divided by the wall time of those steps, taken
-between CUDA syncs at step ends), peak GPU memory (torch.cuda.max_memory_allocated over
-the whole run) and, per stage, the ratio distill/bare. Goal: tokens/s ratio >= 0.95 and
-peak memory within 5% of bare: distill adds no work per step. Tokenizing the data, loading
-the model and saving it are outside the timed steps.
+The order matters on a GPU (on an H200 the first run after the machine started was a
+third slower than the same run later), so an untimed warm-up run comes first, and over
+--rounds (default 2) the sides take turns going first (bare, distill / distill, bare).
+
+Reported per stage: each run's tokens/s (non-padding input tokens the trainer saw over the
+timed steps, chosen and rejected both counted for DPO, divided by the wall time of those
+steps, taken between CUDA syncs at step ends), the median per side, peak GPU memory
+(torch.cuda.max_memory_allocated over the whole run) and the ratio distill/bare of the
+medians. Goal: tokens/s ratio >= 0.95 and peak memory within 5% of bare: distill adds no
+work per step. Tokenizing the data, loading the model and saving it are outside the timed
+steps.
 
 If distill's stages cannot be imported (not written yet, or the train extra is missing
 pieces) the script says "distill stages not available" and runs the bare side only.
@@ -46,6 +51,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -253,11 +259,14 @@ def run_distill(stage: str, plan: dict, output_dir: Path) -> None:
     entry(path, stage)
 
 
-def child(side: str, stage: str, plan_path: Path) -> None:
+def child(side: str, stage: str, plan_path: Path, warm_up: bool = False) -> None:
     import torch
     import transformers.trainer
 
     plan = json.loads(plan_path.read_text())
+    if warm_up:  # a short run: two steps after the untimed ones
+        plan["steps"] = 2
+        plan["trl"][stage]["max_steps"] = plan["warmup"] + 2
     timer = timing_callback(plan["warmup"], plan["warmup"] + plan["steps"])
     # Every Trainer made in this process (bare, or inside distill's stage) gets the timer.
     transformers.trainer.DEFAULT_CALLBACKS.append(timer)
@@ -275,8 +284,8 @@ def child(side: str, stage: str, plan_path: Path) -> None:
 # --- the parent: build, run each side in its own process, report ----------------------------
 
 
-def run_child(side: str, stage: str, plan_path: Path, verbose: bool) -> dict | str:
-    command = [sys.executable, os.path.abspath(__file__), "--child", side, stage, str(plan_path)]
+def run_child(side: str, stage: str, plan_path: Path, verbose: bool, warm_up: bool = False) -> dict | str:
+    command = [sys.executable, os.path.abspath(__file__), "--child", side, stage, str(plan_path)] + (["--warm-up"] if warm_up else [])
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=None if verbose else subprocess.PIPE, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode == 0 and lines:
@@ -291,22 +300,27 @@ def gib(value) -> str:
     return "n/a" if value is None else f"{value / 2**30:.2f} GiB"
 
 
-def report(stage: str, results: dict) -> bool:
+def report(stage: str, results: dict[str, list]) -> bool:
+    """Print each side's runs and medians; False when a run failed."""
     ok = True
     print(f"\n{stage.upper()}")
-    for side in ("bare", "distill"):
-        got = results.get(side)
-        if isinstance(got, dict):
-            print(f"  {side:8s} {got['tokens_per_s']:>10,.0f} tokens/s   peak {gib(got['peak_bytes']):>10s}   "
-                  f"({got['tokens']:,} tokens in {got['seconds']:.2f} s on {got['device']})")
-        elif got is not None:
-            print(f"  {side:8s} {got}")
-            ok = ok and got == "distill stages not available"
-    bare, ours = results.get("bare"), results.get("distill")
-    if isinstance(bare, dict) and isinstance(ours, dict):
-        speed = ours["tokens_per_s"] / bare["tokens_per_s"]
-        memory = (ours["peak_bytes"] / bare["peak_bytes"]) if bare["peak_bytes"] and ours["peak_bytes"] else None
-        print(f"  distill/bare: tokens/s {speed:.3f}" + (f", peak memory {memory:.3f}" if memory else ""))
+    medians = {}
+    for side, runs in results.items():
+        good = [run for run in runs if isinstance(run, dict)]
+        for run in runs:
+            if not isinstance(run, dict):
+                print(f"  {side:8s} {run}")
+                ok = ok and run == "distill stages not available"
+        if good:
+            speed = statistics.median(run["tokens_per_s"] for run in good)
+            peaks = [run["peak_bytes"] for run in good if run["peak_bytes"]]
+            medians[side] = (speed, max(peaks) if peaks else None)
+            each = ", ".join(f"{run['tokens_per_s']:,.0f}" for run in good)
+            print(f"  {side:8s} {speed:>10,.0f} tokens/s (median of {each})   peak {gib(medians[side][1]):>10s}   "
+                  f"({good[0]['tokens']:,} tokens per run on {good[0]['device']})")
+    if "bare" in medians and "distill" in medians:
+        (bare_speed, bare_peak), (speed, peak) = medians["bare"], medians["distill"]
+        print(f"  distill/bare: tokens/s {speed / bare_speed:.3f}" + (f", peak memory {peak / bare_peak:.3f}" if peak and bare_peak else ""))
     return ok
 
 
@@ -319,6 +333,7 @@ def main() -> int:
     parser.add_argument("--dpo-batch", type=int, default=4, help="DPO pairs per step (2 sequences each)")
     parser.add_argument("--stages", default="sft,dpo")
     parser.add_argument("--sides", default="bare,distill")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per side and stage; the sides take turns going first")
     parser.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
                         help="auto: FlashAttention-2 when installed, else SDPA")
     parser.add_argument("--no-checkpointing", action="store_true", help="train without activation checkpointing")
@@ -328,10 +343,11 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="show the runs' own logs")
     parser.add_argument("--cpu-smoke", action="store_true", help="check the plumbing on the CPU with a tiny model (no figures)")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "STAGE", "PLAN"), help=argparse.SUPPRESS)
+    parser.add_argument("--warm-up", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        child(args.child[0], args.child[1], Path(args.child[2]))
+        child(args.child[0], args.child[1], Path(args.child[2]), args.warm_up)
         return 0
 
     try:
@@ -388,10 +404,15 @@ def main() -> int:
     available = "distill" not in sides or distill_entry() is not None
     if not available:
         sides = [s for s in sides if s != "distill"]
+    if sides:  # brings the GPU to its clocks; not reported
+        run_child(sides[0], stages[0], plan_path, args.verbose, warm_up=True)
     for stage in stages:
-        results = {side: run_child(side, stage, plan_path, args.verbose) for side in sides}
+        results = {side: [] for side in sides}
+        for round_ in range(max(1, args.rounds)):
+            for side in sides if round_ % 2 == 0 else sides[::-1]:
+                results[side].append(run_child(side, stage, plan_path, args.verbose))
         if not available:
-            results["distill"] = "distill stages not available"
+            results["distill"] = ["distill stages not available"]
         ok = report(stage, results) and ok
     if holder:
         holder.cleanup()

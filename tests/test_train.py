@@ -195,6 +195,8 @@ def test_lora_dpo_on_a_lora_sft_model_starts_from_the_sft_model(cli, tmp_path, b
     # The output is the whole model: base + dSFT adapter + dDPO adapter, merged (an adapter alone
     # would apply to the bare base and lose the dSFT).
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    assert "| method | lora, merged into the whole model" in (out / "README.md").read_text()
+    assert "| method | lora |" in (sft_out / "README.md").read_text()
     from transformers import AutoModelForCausalLM
 
     got = AutoModelForCausalLM.from_pretrained(out).state_dict()

@@ -125,10 +125,11 @@ def train(recipe: Recipe) -> dict[str, Any]:
         metrics.update(trainer.evaluate())
     trainer.save_model(str(recipe.output_dir))
     if trainer.is_world_process_zero():
-        if recipe.peft.method != "none" and adapter_base(recipe.model):
+        merged = recipe.peft.method != "none" and adapter_base(recipe.model) is not None
+        if merged:
             save_merged(recipe)
         tokenizer.save_pretrained(str(recipe.output_dir))
-        write_model_card(recipe, metrics, len(train_data))
+        write_model_card(recipe, metrics, len(train_data), merged)
         (Path(recipe.output_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if recipe.push_to_hub:  # distill's upload, not TRL's: that one would replace the model card with its own
             from distill.hub import push_model
@@ -137,7 +138,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
     return metrics
 
 
-def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int) -> None:
+def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged: bool = False) -> None:
     from importlib import resources
 
     import jinja2
@@ -149,6 +150,7 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int) -> None
         recipe=recipe,
         stage={"sft": "supervised fine-tuning (dSFT)", "dpo": "direct preference optimisation (dDPO)"}[recipe.stage],
         rows=rows,
+        merged=merged,
         hyperparameters={k: cell(v) for k, v in recipe.training.items()},
         metrics={k: cell(v) for k, v in metrics.items()},
         datasets=[cell(d.model_dump(exclude_defaults=True)) for d in recipe.datasets],
