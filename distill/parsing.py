@@ -9,17 +9,18 @@ _NUMBER = re.compile(r"(?:^|(?<=\s))\(?(\d{1,3})[.):]\s+")
 _BULLET = re.compile(r"^\s*[-*•]\s+(?P<item>\S.*)$")
 
 
-def list_items(text: str, truncated: bool = False) -> list[str]:
+def list_items(text: str, truncated: bool = False, first: int = 1) -> list[str]:
     """The items of a numbered list (one per line or run together on one line) or of a
     bulleted list, in order, without duplicates.
 
-    Numbered items are found by their markers 1., 2., 3., ... in sequence, at line starts
+    Numbered items are found by their markers first., first+1., ... in sequence (1., 2.,
+    3., ... by default; a continued list starts further on), at line starts
     when the list has one item per line, so numbers inside an item do not split it. A preamble before the first item is skipped; when the
     reply was cut off by the token limit its last item may be partial, so it is dropped.
     """
-    markers = _sequence(_NUMBER_AT_LINE_START, text)
+    markers = _sequence(_NUMBER_AT_LINE_START, text, first)
     if len(markers) < 2:  # not one item per line: items run together on a line
-        markers = _sequence(_NUMBER, text)
+        markers = _sequence(_NUMBER, text, first)
     if markers:
         ends = [m.start() for m in markers[1:]] + [len(text)]
         raw = [text[m.end():end] for m, end in zip(markers, ends)]
@@ -39,10 +40,10 @@ def list_items(text: str, truncated: bool = False) -> list[str]:
     return items
 
 
-def _sequence(pattern: re.Pattern, text: str) -> list[re.Match]:
-    """The markers numbered 1, 2, 3, ... in order; other numbers are text."""
+def _sequence(pattern: re.Pattern, text: str, first: int = 1) -> list[re.Match]:
+    """The markers numbered first, first+1, ... in order; other numbers are text."""
     markers: list[re.Match] = []
     for match in pattern.finditer(text):
-        if int(match.group(1)) == len(markers) + 1:
+        if int(match.group(1)) == first + len(markers):
             markers.append(match)
     return markers

@@ -24,9 +24,10 @@ def test_wheel_puts_root_packages_inside_distill(tmp_path):
     for folder, installed in (("distill", "distill"), ("pipelines", "distill/pipelines"), ("prompts", "distill/prompts"),
                               ("filters", "distill/filters"), ("train", "distill/train")):
         for source in (ROOT / folder).rglob("*"):
-            if source.suffix in (".py", ".j2", ".txt", ".yaml") and "__pycache__" not in source.parts:
+            if source.is_file() and "__pycache__" not in source.parts:
                 expected.add(f"{installed}/{source.relative_to(ROOT / folder).as_posix()}")
-    assert {"distill/commands/completions.py", "distill/prompts/ultrachat/materials/summarize.j2"} <= expected
+    assert {"distill/commands/completions.py", "distill/prompts/ultrachat/materials/summarize.j2",
+            "distill/prompts/self_instruct/seed_tasks.jsonl"} <= expected
     assert expected <= names, sorted(expected - names)
     # Nothing generic lands at the top level of site-packages.
     assert not {n.split("/")[0] for n in names} - {"distill"} - {n.split("/")[0] for n in names if ".dist-info" in n}

@@ -1,0 +1,434 @@
+"""Self-Instruct (Wang et al. 2023): a model bootstraps instructions from a small seed set.
+
+    pool <- the human-written seed tasks
+    repeat, a round of `batch_size` prompts at a time:
+        each prompt shows 8 tasks (6 from the seeds, 2 from what the model already wrote)
+        and asks the model to continue the list;
+        a new instruction joins the pool if it passes the filters (length, tasks a text
+        model cannot do, "Write a program", a leading punctuation mark or non-ASCII
+        letter) and its ROUGE-L with every instruction in the pool is below 0.7
+    for each new instruction:
+        ask whether it is a classification task (few-shot, Yes or No);
+        generate instances: input first, or output (class label) first for classification;
+        drop empty, identical-to-input, duplicate and conflicting instances
+
+Instruction i is item i: its classification and instances are asked as soon as the
+bootstrap has accepted it, while later rounds go on. The bootstrap itself is one
+sequence of rounds whose prompts derive from the seed and the round number, and whose
+replies are cached, so a resumed run replays it without asking again and accepts the
+same instructions in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distill.backends import choose_backend
+from distill.card import Method
+from distill.client import Client
+from distill.config import EngineConfig
+from distill.engine import execute
+from distill.errors import InputError, RequestRejected
+from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
+from distill.filters.rouge import NoveltyPool
+from distill.inputs import load_rows, pick_column
+from distill.parsing import list_items
+from distill.prompting import render, word_list
+from distill.request import Request, Response, SamplingParams
+from distill.runner import Outcome
+from distill.seeding import derive_seed, rng_for
+
+METHOD = Method(
+    name="Self-Instruct",
+    command="distill generate self-instruct",
+    paper="Wang et al. 2023, Self-Instruct: Aligning Language Models with Self-Generated Instructions",
+    paper_url="https://arxiv.org/abs/2212.10560",
+    description=(
+        "Instructions bootstrapped from a small set of human-written seed tasks: each prompt shows "
+        "tasks from the seeds and from what the model already wrote and asks for more; a new "
+        "instruction was kept only if it passed heuristic filters and its ROUGE-L similarity with "
+        "every instruction kept so far stayed below a threshold. The model then decided whether each "
+        "instruction is a classification task and wrote instances for it (input first, or class label "
+        "first for classification tasks); invalid, duplicate and conflicting instances were dropped."
+    ),
+)
+
+P = "self_instruct"  # the folder of this method's prompts
+PromptStyle = Literal["auto", "chat", "completion"]
+
+
+class SelfInstructConfig(EngineConfig):
+    num_instructions: int = Field(100, ge=1)
+    seeds: str | None = None  # None: the seed tasks shipped with distill
+    include_seeds: bool = False
+    human_per_prompt: int = Field(6, ge=1)
+    machine_per_prompt: int = Field(2, ge=0)
+    list_length: int = Field(16, ge=2, le=99)  # the list each bootstrap prompt asks the model to fill
+    batch_size: int = Field(8, ge=1)  # bootstrap prompts per round
+    patience: int = Field(10, ge=1)  # rounds in a row without a new instruction before giving up
+    rouge_threshold: float = Field(0.7, gt=0, le=1)
+    min_words: int = Field(4, ge=1)
+    max_words: int = Field(150, ge=1)
+    unsuited_keywords: list[str] = Field(default_factory=lambda: word_list(P, "unsuited_keywords.txt"))
+    max_instances: int = Field(5, ge=1)
+    prompt_style: PromptStyle = "auto"  # auto: completion on llamacpp (a base model), else chat
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.5, gt=0, le=1)
+    max_new_tokens: int = Field(1024, ge=16)
+    instance_temperature: float = Field(0.0, ge=0, le=2)
+    instance_max_new_tokens: int = Field(350, ge=16)
+
+    @model_validator(mode="after")
+    def _prompt_fits_the_list(self):
+        if self.human_per_prompt + self.machine_per_prompt >= self.list_length:
+            raise ValueError(
+                f"--human-per-prompt + --machine-per-prompt ({self.human_per_prompt + self.machine_per_prompt}) "
+                f"must be below --list-length ({self.list_length}) to leave room for new tasks"
+            )
+        if self.min_words > self.max_words:
+            raise ValueError("--min-words must not exceed --max-words")
+        return self
+
+    def style(self) -> Literal["chat", "completion"]:
+        if self.prompt_style != "auto":
+            return self.prompt_style
+        return "completion" if choose_backend(self) == "llamacpp" else "chat"
+
+
+@dataclass(frozen=True)
+class SeedTask:
+    instruction: str
+    instances: tuple[tuple[str, str], ...] = ()
+    is_classification: bool = False
+
+
+# -- filters of new instructions ---------------------------------------------------------------
+
+
+def unsuited(instruction: str, config: SelfInstructConfig, keywords: re.Pattern | None) -> str | None:
+    """Why Self-Instruct's heuristics drop this instruction, or None to keep it."""
+    words = len(instruction.split())
+    if words < config.min_words:
+        return "too-short"
+    if words > config.max_words:
+        return "too-long"
+    if keywords is not None and keywords.search(instruction):
+        return "unsuited-keyword"
+    if instruction.lower().startswith("write a program"):
+        return "write-a-program"  # ambiguous: asked for code, or for what the code would print?
+    if not instruction[0].isalnum():
+        return "starts-with-punctuation"
+    if not instruction[0].isascii():
+        return "starts-non-ascii"
+    return None
+
+
+def keyword_pattern(keywords: list[str]) -> re.Pattern | None:
+    if not keywords:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(k) for k in keywords) + r")\b", re.IGNORECASE)
+
+
+# -- parsing replies ---------------------------------------------------------------------------
+
+_EXAMPLE = re.compile(r"(?im)^[ \t]*example[ \t]*\d+[ \t]*[:.]?[ \t]*")
+_INPUT = re.compile(r"(?im)^[ \t]*input[ \t]*:[ \t]*")
+_OUTPUT = re.compile(r"(?im)^[ \t]*output[ \t]*:[ \t]*")
+_LABEL = re.compile(r"(?im)^[ \t]*class[ \t]*label[ \t]*:[ \t]*")
+_NO_INPUT = {"", "none", "n/a", "na", "-", "no input", "null", "(none)", "<noinput>"}
+
+
+def _input(text: str) -> str:
+    text = text.strip()
+    return "" if text.casefold().rstrip(".") in _NO_INPUT else text
+
+
+def parse_input_first(text: str) -> list[tuple[str, str]]:
+    """(input, output) pairs from "Example N / Input: / Output:" blocks, or a lone "Output:"."""
+    instances = []
+    for chunk in _EXAMPLE.split(text):
+        output = _OUTPUT.search(chunk)
+        if not output:
+            continue
+        given = _INPUT.search(chunk, 0, output.start())
+        instances.append((_input(chunk[given.end():output.start()]) if given else "", chunk[output.end():].strip()))
+    return instances
+
+
+def parse_output_first(text: str) -> list[tuple[str, str]]:
+    """(input, label) pairs from "Class label: X / Input: ..." blocks."""
+    instances = []
+    for chunk in _LABEL.split(text)[1:]:
+        label, _, rest = chunk.partition("\n")
+        given = _INPUT.search(rest)
+        instances.append((_input(rest[given.end():] if given else rest), label.strip()))
+    return instances
+
+
+def parse_classification(text: str) -> bool | None:
+    answer = re.search(r"\b(yes|no)\b", text.strip().split("\n", 1)[0], re.IGNORECASE)
+    return None if answer is None else answer.group(1).lower() == "yes"
+
+
+def clean_instances(instances: list[tuple[str, str]], limit: int) -> tuple[list[tuple[str, str]], Counter]:
+    """Drop empty outputs, outputs equal to the input, repeats, and inputs given different outputs."""
+    dropped: Counter = Counter()
+    outputs_by_input: dict[str, set[str]] = {}
+    for given, output in instances:
+        outputs_by_input.setdefault(given.casefold(), set()).add(output.casefold())
+    kept, seen = [], set()
+    for given, output in instances:
+        if not output:
+            dropped["empty-output"] += 1
+        elif given and given.casefold() == output.casefold():
+            dropped["output-is-input"] += 1
+        elif (given.casefold(), output.casefold()) in seen:
+            dropped["duplicate"] += 1
+        elif given and len(outputs_by_input[given.casefold()]) > 1:
+            dropped["conflicting-outputs"] += 1
+        else:
+            seen.add((given.casefold(), output.casefold()))
+            kept.append((given, output))
+    dropped["over-limit"] += max(0, len(kept) - limit)
+    return kept[:limit], +dropped
+
+
+# -- the bootstrap -----------------------------------------------------------------------------
+
+
+class Bootstrap:
+    """The growing pool of instructions, extended a round at a time as items need them."""
+
+    def __init__(self, config: SelfInstructConfig, seeds: list[SeedTask], pipeline: SelfInstruct):
+        self.config = config
+        self.pipeline = pipeline
+        self.seeds = [seed.instruction for seed in seeds]
+        self.pool = NoveltyPool(self.seeds, threshold=config.rouge_threshold)
+        self.keywords = keyword_pattern(config.unsuited_keywords)
+        self.machine: list[tuple[str, int, dict]] = []  # instruction, round, the counters when it was accepted
+        self.dropped: Counter = Counter()
+        self.rounds = 0
+        self.idle_rounds = 0
+        self.lock = asyncio.Lock()
+
+    async def instruction(self, index: int) -> tuple[str, int, dict] | None:
+        """The index-th machine instruction, running rounds until it exists (None: the model gave out)."""
+        async with self.lock:
+            while len(self.machine) <= index and self.idle_rounds < self.config.patience:
+                await self.round()
+        return self.machine[index] if index < len(self.machine) else None
+
+    def shown_tasks(self, round_: int, prompt: int) -> list[str]:
+        """The tasks one prompt shows: some written by the model so far, the rest seeds, shuffled."""
+        rng = rng_for(self.config.seed, "bootstrap", round_, prompt)
+        written = [instruction for instruction, _, _ in self.machine]
+        tasks = rng.sample(written, min(self.config.machine_per_prompt, len(written)))
+        count = self.config.human_per_prompt + self.config.machine_per_prompt - len(tasks)
+        tasks += rng.sample(self.seeds, min(count, len(self.seeds)))
+        rng.shuffle(tasks)
+        return tasks
+
+    async def round(self) -> None:
+        """One round: every prompt is asked at once; the pool changes only once all have answered."""
+        round_ = self.rounds
+        shown = [self.shown_tasks(round_, j) for j in range(self.config.batch_size)]
+        replies = await asyncio.gather(*(self.pipeline.new_tasks(tasks, round_, j) for j, tasks in enumerate(shown)),
+                                       return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, RequestRejected):
+                raise reply
+        accepted = 0
+        for tasks, reply in zip(shown, replies):
+            if isinstance(reply, RequestRejected):
+                self.dropped["request-rejected"] += 1
+                continue
+            for candidate in self.pipeline.read_new_tasks(reply, len(tasks)):
+                reason = unsuited(candidate, self.config, self.keywords)
+                if reason is None and not self.pool.is_novel(candidate):
+                    reason = "similar"
+                if reason:
+                    self.dropped[reason] += 1
+                    continue
+                self.pool.add(candidate)
+                accepted += 1
+                self.machine.append((candidate, round_, {"rounds": round_ + 1, "dropped": dict(self.dropped)}))
+        self.rounds += 1
+        self.idle_rounds = 0 if accepted else self.idle_rounds + 1
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+
+class SelfInstruct:
+    def __init__(self, config: SelfInstructConfig, client: Client, seeds: list[SeedTask]):
+        self.config = config
+        self.client = client
+        self.model = client.model
+        self.style = config.style()
+        self.bootstrap = Bootstrap(config, seeds, self)
+
+    async def ask(self, template: str, values: dict, params: SamplingParams, stop: tuple[str, ...] = (),
+                  new_line: bool = False) -> Response:
+        """A prompt in the run's style: plain text the model continues (on a new line if
+        `new_line`, with `stop`), or one user message."""
+        if self.style == "completion":
+            prompt = render(P, template, chat=False, **values) + ("\n" if new_line else "")
+            return await self.client.complete(Request.text(self.model, prompt, replace(params, stop=stop)))
+        prompt = render(P, template, chat=True, **values)
+        return await self.client.complete(Request.chat(self.model, [{"role": "user", "content": prompt}], params))
+
+    async def new_tasks(self, tasks: list[str], round_: int, prompt: int) -> Response:
+        config = self.config
+        after = config.list_length + 1  # the model is to stop before this number
+        params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens,
+                                seed=derive_seed(config.seed, "bootstrap", round_, prompt))
+        return await self.ask("bootstrap.j2", {"tasks": tasks, "new": config.list_length - len(tasks)}, params,
+                              stop=("\n\n", f"\n{after}", f"{after}.", f"{after} ."))
+
+    def read_new_tasks(self, reply: Response, shown: int) -> list[str]:
+        truncated = reply.finish_reason == "length"
+        if self.style == "completion":  # the prompt ended with the number of the first new task
+            return list_items(f"{shown + 1}. {reply.text.strip()}", truncated, first=shown + 1)
+        items = list_items(reply.text, truncated, first=shown + 1)
+        return items or list_items(reply.text, truncated)  # a chat model may number its tasks from 1
+
+    async def task(self, item_id: str, index: int) -> dict[str, Any]:
+        found = await self.bootstrap.instruction(index)
+        if found is None:
+            return {"instruction": None, "status": "bootstrap-exhausted", "rounds": self.bootstrap.rounds}
+        instruction, round_, counters = found
+        reply = await self.ask("classify.j2", {"instruction": instruction},
+                               SamplingParams(0.0, 1.0, 8, seed=derive_seed(self.config.seed, "classify", instruction)),
+                               stop=("\n",))
+        is_classification = parse_classification(reply.text)
+        template = "instances_output_first.j2" if is_classification else "instances_input_first.j2"
+        params = SamplingParams(self.config.instance_temperature, 1.0, self.config.instance_max_new_tokens,
+                                seed=derive_seed(self.config.seed, "instances", instruction))
+        reply = await self.ask(template, {"instruction": instruction}, params, stop=("Task:",), new_line=True)
+        parse = parse_output_first if is_classification else parse_input_first
+        instances = parse(reply.text)
+        if reply.finish_reason == "length" and instances:
+            instances = instances[:-1]  # the last one may be cut off
+        kept, dropped = clean_instances(instances, self.config.max_instances)
+        return {
+            "instruction": instruction,
+            "status": "ok" if kept else "no-instances",
+            "round": round_,
+            "is_classification": bool(is_classification),
+            "classification_unclear": is_classification is None,
+            "instances": [{"input": given, "output": output} for given, output in kept],
+            "instances_dropped": dict(dropped),
+            "bootstrap": counters,
+            "model": self.model,
+        }
+
+
+# -- seeds, rows, run --------------------------------------------------------------------------
+
+
+def load_seeds(config: SelfInstructConfig) -> list[SeedTask]:
+    """Seed tasks: Self-Instruct's seed_tasks.jsonl shape (instruction, instances, is_classification),
+    or any file or dataset with an instruction column."""
+    source = config.seeds or "the built-in seed tasks"
+    if config.seeds:
+        rows = load_rows(config.seeds)
+    else:
+        import json
+        from importlib import resources
+
+        text = resources.files("distill.prompts").joinpath(P, "seed_tasks.jsonl").read_text(encoding="utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise InputError(f"seed tasks {source} are empty")
+    column = pick_column(rows, source, None, ("instruction", "prompt", "text"))
+    seeds: dict[str, SeedTask] = {}
+    for number, row in enumerate(rows, 1):
+        instruction = " ".join(str(row.get(column) or "").split())
+        if not instruction:
+            continue
+        instances = row.get("instances") or ([{"input": row.get("input", ""), "output": row["output"]}] if row.get("output") else [])
+        if not isinstance(instances, list) or not all(isinstance(i, dict) and "output" in i for i in instances):
+            raise InputError(f"seed tasks {source}, row {number}: instances must be a list of {{input, output}}")
+        pairs = tuple((str(i.get("input") or ""), str(i["output"])) for i in instances)
+        seeds.setdefault(instruction, SeedTask(instruction, pairs, bool(row.get("is_classification", False))))
+    needed = config.human_per_prompt
+    if len(seeds) < needed:
+        raise InputError(f"seed tasks {source} hold {len(seeds)} distinct instructions; --human-per-prompt needs at least {needed}")
+    return list(seeds.values())
+
+
+def to_rows(instruction: str, instances, is_classification: bool, source: str, model: str | None) -> list[dict[str, Any]]:
+    from distill.schemas import prompt_id
+
+    rows = []
+    for given, output in instances:
+        user = f"{instruction}\n\n{given}" if given else instruction
+        rows.append({
+            "instruction": instruction, "input": given, "output": output, "is_classification": is_classification,
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": output}],
+            "prompt_id": prompt_id(instruction), "source": source, "model": model,
+        })
+    return rows
+
+
+def build_rows(records: list[dict[str, Any]], seeds: list[SeedTask], config: SelfInstructConfig) -> tuple[list, list, dict]:
+    """Rows of every instance kept; the filters' counts; notes on the bootstrap."""
+    rows = []
+    if config.include_seeds:
+        for seed in seeds:
+            rows += to_rows(seed.instruction, seed.instances, seed.is_classification, "seed", None)
+    statuses = Counter(r["status"] for r in records)
+    instances_dropped: Counter = Counter()
+    last_bootstrap: dict = {}
+    for record in records:
+        if record["status"] == "bootstrap-exhausted":
+            continue
+        instances_dropped.update(record["instances_dropped"])
+        last_bootstrap = record["bootstrap"]
+        pairs = [(i["input"], i["output"]) for i in record["instances"]]
+        rows += to_rows(record["instruction"], pairs, record["is_classification"], "machine", record["model"])
+    filters = [
+        {"name": "instructions: " + reason, "removed": count}
+        for reason, count in sorted(last_bootstrap.get("dropped", {}).items())
+    ] + [
+        {"name": "instances: " + reason, "removed": count} for reason, count in sorted(instances_dropped.items())
+    ] + [{"name": "no-instances", "removed": statuses["no-instances"]}]
+    notes = {
+        "instructions": statuses["ok"],
+        "classification_tasks": sum(r.get("is_classification", False) for r in records if r["status"] == "ok"),
+        "bootstrap_rounds": last_bootstrap.get("rounds", 0),
+        "bootstrap_exhausted": statuses["bootstrap-exhausted"],
+        "prompt_style": config.style(),
+    }
+    return rows, filters, notes
+
+
+def run(config: SelfInstructConfig) -> Outcome:
+    from datasets import Value
+
+    from distill.schemas import SELF_INSTRUCT, with_provenance
+
+    seeds = load_seeds(config)
+    features = with_provenance(SELF_INSTRUCT, prompt_id=Value("string"), source=Value("string"), model=Value("string"))
+
+    def make_work(client: Client):
+        return SelfInstruct(config, client, seeds).task
+
+    def build(records: list[dict[str, Any]]) -> Built:
+        rows, filters, notes = build_rows(records, seeds, config)
+        train, test = train_test_split(rows, config.test_size, config.seed) if rows else ([], [])
+        splits = {"train": train, **({"test": test} if test else {})}
+        card_notes = []
+        if notes["bootstrap_exhausted"]:
+            card_notes.append(f"The bootstrap gave out after {notes['bootstrap_rounds']} rounds: "
+                              f"{notes['instructions']} of the {config.num_instructions} instructions asked for were made.")
+        return Built([Config(DEFAULT_CONFIG, features, splits)], filters, notes, card_notes)
+
+    return execute("generate self-instruct", config, [(str(i), i) for i in range(config.num_instructions)],
+                   make_work, build, METHOD)

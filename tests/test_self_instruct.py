@@ -1,0 +1,280 @@
+"""Self-Instruct: the bootstrap, its filters, classification, instances, resume."""
+
+import hashlib
+import json
+import random
+import re
+
+import datasets
+import pytest
+
+from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+from distill.pipelines import self_instruct as si
+from distill.schemas import SELF_INSTRUCT
+from distill.testing.openai_server import LoopbackServer
+
+VOCAB = [f"{a}{b}" for a in ("mar", "tel", "kin", "sol", "vor", "pel", "dun", "fra", "gos", "lim")
+         for b in ("ab", "ek", "ir", "on", "us", "ath", "ol", "em", "ix", "ur")]
+
+# Instructions the filters must drop, by reason.
+BAD = {
+    "Draw a picture of a quiet harbour at dawn.": "unsuited-keyword",
+    "Say hi.": "too-short",
+    "Write a program that prints the first ten primes.": "write-a-program",
+    "(optional) summarise the text about the old harbour.": "starts-with-punctuation",
+}
+
+
+def new_task(rng: random.Random) -> str:
+    verb = rng.choice(["Explain", "Classify", "Describe", "Summarise", "Compare"])
+    return f"{verb} the " + " ".join(rng.sample(VOCAB, 6)) + "."
+
+
+def shown_tasks(text: str) -> list[str]:
+    return re.findall(r"(?m)^\d+\. (.+)$", text)
+
+
+def scripted(text: str, chat: bool) -> str:
+    """A teacher that follows Self-Instruct's prompts (text: the prompt, or the user message)."""
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    if "list of varied tasks" in text or "Continue the list" in text:
+        shown = len(shown_tasks(text))
+        tasks = list(BAD) + [new_task(rng) for _ in range(4)]
+        first = shown + 1
+        listed = "\n".join(f"{first + i}. {task}" for i, task in enumerate(tasks))
+        # A base model continues after the number the prompt ended with.
+        return listed if chat else listed.split(".", 1)[1]
+    if "Classification:" in text:
+        instruction = re.findall(r"Task: (.+)\nClassification:", text)[-1]
+        return " Yes" if instruction.startswith("Classify") else " No"
+    instruction = re.findall(r"Task: (.+)", text)[-1]
+    if "Class label:" in text:
+        return "Class label: Alpha\nInput: first thing\nClass label: Beta\nInput: second thing\n"
+    if instruction.startswith("Compare"):  # the same input with two outputs: both dropped
+        return "Example 1\nInput: x\nOutput: one\nExample 2\nInput: x\nOutput: two\n"
+    if instruction.startswith("Summarise"):
+        return "Output: A short summary.\n"
+    return ("Example 1\nInput: some input\nOutput: some output\nExample 2\nInput: None\nOutput: \n"
+            "Example 3\nInput: same\nOutput: same\nExample 4\nInput: some input\nOutput: some output\n")
+
+
+def fake_teacher(request):
+    if request.prompt is not None:
+        return scripted(request.prompt, chat=False)
+    return scripted(request.messages[-1]["content"], chat=True)
+
+
+def run_fake(cli, tmp_path, monkeypatch, *args, reply=fake_teacher, name="run"):
+    monkeypatch.setattr("distill.backends.fake.echo_reply", reply)
+    out = tmp_path / name
+    return cli("generate", "self-instruct", "--backend", "fake", "-o", out, "-q", *args), out
+
+
+def config(tmp_path, **values):
+    return si.SelfInstructConfig(output=tmp_path / "o", backend="fake", **values)
+
+
+# -- parsing and filters -------------------------------------------------------------------
+
+
+def test_input_first_parsing():
+    assert si.parse_input_first("Output: Forty-two.") == [("", "Forty-two.")]
+    text = "Example 1\nInput: 3, 1, 2\nOutput: 1, 2, 3\nExample 2: Input: None\nOutput: nothing to sort\n"
+    assert si.parse_input_first(text) == [("3, 1, 2", "1, 2, 3"), ("", "nothing to sort")]
+    multi = "Example 1\nInput: line one\nline two\nOutput: out one\nout two"
+    assert si.parse_input_first(multi) == [("line one\nline two", "out one\nout two")]
+    assert si.parse_input_first("no fields at all") == []
+
+
+def test_output_first_parsing_and_classification_answers():
+    text = "Class label: Positive\nInput: I loved it.\nClass label: Negative\nSentence: Never again.\n"
+    assert si.parse_output_first(text) == [("I loved it.", "Positive"), ("Sentence: Never again.", "Negative")]
+    assert si.parse_output_first("Input: without a label") == []
+    assert si.parse_classification(" Yes") is True and si.parse_classification("no, it is open-ended") is False
+    assert si.parse_classification("Yes.\nNo.") is True and si.parse_classification("Maybe") is None
+
+
+def test_instances_are_cleaned():
+    kept, dropped = si.clean_instances(
+        [("a", "b"), ("", ""), ("same", "SAME"), ("a", "b"), ("x", "1"), ("x", "2"), ("", "free"), ("c", "d")], limit=2)
+    assert kept == [("a", "b"), ("", "free")]
+    assert dropped == {"empty-output": 1, "output-is-input": 1, "duplicate": 1, "conflicting-outputs": 2, "over-limit": 1}
+
+
+def test_instruction_filters(tmp_path):
+    c = config(tmp_path)
+    keywords = si.keyword_pattern(c.unsuited_keywords)
+    for text, reason in BAD.items():
+        assert si.unsuited(text, c, keywords) == reason
+    assert si.unsuited("Ünïcode first letter in this task.", c, keywords) == "starts-non-ascii"
+    assert si.unsuited(" ".join(["word"] * 151), c, keywords) == "too-long"
+    assert si.unsuited("Explain how tides work on Earth.", c, keywords) is None
+    assert si.unsuited("Profile the mapping code for speed.", c, keywords) is None  # whole words only: not "map"
+
+
+def test_the_built_in_seeds_and_seed_files(tmp_path):
+    seeds = si.load_seeds(config(tmp_path))
+    assert len(seeds) == 25 and all(s.instances for s in seeds) and any(s.is_classification for s in seeds)
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"instruction": f"Task number {i} to do well."} for i in range(6)]
+                        + [{"instruction": "Task number 0 to do well."}])
+    loaded = si.load_seeds(config(tmp_path, seeds=str(plain)))
+    assert len(loaded) == 6 and loaded[0].instances == ()
+
+
+# -- the bootstrap -------------------------------------------------------------------------
+
+
+def test_bootstrap_prompts_mix_seeds_and_machine_tasks(tmp_path):
+    c = config(tmp_path)
+    boot = si.Bootstrap(c, si.load_seeds(c), pipeline=None)
+    first = boot.shown_tasks(0, 0)
+    assert len(first) == 8 and set(first) <= set(boot.seeds)  # nothing written yet: all seeds
+    boot.machine = [(f"machine task {i}", 0, {}) for i in range(5)]
+    later = boot.shown_tasks(3, 1)
+    assert len(later) == 8 and sum(t.startswith("machine task") for t in later) == 2
+    assert later == boot.shown_tasks(3, 1) and later != boot.shown_tasks(3, 2)  # seeded per round and prompt
+
+
+def test_chat_run_end_to_end(cli, tmp_path, monkeypatch):
+    from distill.backends import fake
+
+    calls = []
+    original = fake.FakeBackend.complete
+
+    async def spy(self, request):
+        calls.append(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--batch-size", "3")
+    assert result.code == 0, result.err
+    assert "12 instructions generated" in result.out
+    data = datasets.load_dataset(str(out), split="train")
+    assert list(data.features)[:5] == list(SELF_INSTRUCT) and data.features["messages"] == SELF_INSTRUCT["messages"]
+    rows = data.to_list()
+    instructions = list(dict.fromkeys(r["instruction"] for r in rows))
+    assert not set(instructions) & set(BAD) and all(r["source"] == "machine" for r in rows)
+    for row in rows:
+        user = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
+        assert row["messages"] == [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+        assert row["is_classification"] == row["instruction"].startswith("Classify")
+        if row["is_classification"]:
+            assert row["output"] in ("Alpha", "Beta")
+    assert not any(r["instruction"].startswith("Compare") for r in rows)  # its only instances conflicted
+    explain = [r for r in rows if r["instruction"].startswith(("Explain", "Describe"))]
+    assert explain and all((r["input"], r["output"]) == ("some input", "some output") for r in explain)
+    # Bootstrap prompts: chat, 8 tasks shown, a round of 3 at a time.
+    boot = [c for c in calls if "Continue the list" in c.messages[-1]["content"]]
+    assert boot and len(boot) % 3 == 0 and all(len(shown_tasks(c.messages[-1]["content"])) == 8 for c in boot)
+    assert all(c.prompt is None for c in calls)
+    stats = json.loads((out / "stats.json").read_text())
+    removed = {f["name"]: f["removed"] for f in stats["filters"]}
+    assert removed["instructions: unsuited-keyword"] >= 1 and removed["instructions: write-a-program"] >= 1
+    assert removed["instances: conflicting-outputs"] >= 2 and removed["no-instances"] >= 1
+    assert stats["postprocess"]["prompt_style"] == "chat" and stats["postprocess"]["bootstrap_rounds"] == len(boot) // 3
+    card = (out / "README.md").read_text()
+    assert "Self-Instruct" in card and "2212.10560" in card
+
+
+def test_completion_style_and_included_seeds(cli, tmp_path, monkeypatch):
+    from distill.backends import fake
+
+    calls = []
+    original = fake.FakeBackend.complete
+
+    async def spy(self, request):
+        calls.append(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--prompt-style", "completion", "--include-seeds")
+    assert result.code == 0, result.err
+    assert calls and all(c.messages is None for c in calls)
+    boot = next(c for c in calls if "list of varied tasks" in c.prompt)
+    assert boot.prompt.endswith("\n9.") and "\n17" in boot.params.stop
+    rows = datasets.load_dataset(str(out), split="train").to_list()
+    seeds = [r for r in rows if r["source"] == "seed"]
+    assert len({r["instruction"] for r in seeds}) == 25 and len({r["instruction"] for r in rows if r["source"] == "machine"}) <= 6
+
+
+def test_runs_are_reproducible_and_resume_from_the_cache(cli, tmp_path, monkeypatch):
+    first, out = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--seed", "3", name="a")
+    again, out_b = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--seed", "3", name="b")
+    assert first.code == again.code == 0
+    a = datasets.load_dataset(str(out), split="train").to_list()
+    assert a == datasets.load_dataset(str(out_b), split="train").to_list()
+    other, out_c = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--seed", "4", name="c")
+    assert datasets.load_dataset(str(out_c), split="train").to_list() != a
+
+
+def test_a_model_that_writes_nothing_new_ends_the_bootstrap(cli, tmp_path, monkeypatch):
+    def stuck(request):
+        text = request.messages[-1]["content"]
+        if "Continue the list" in text:
+            return "9. " + shown_tasks(text)[0]  # repeats a task it was shown: never novel
+        return fake_teacher(request)
+
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "3", "--patience", "2", "--batch-size", "2", reply=stuck)
+    assert_one_line_error(result, "no row survived")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["postprocess"]["bootstrap_exhausted"] == 3
+
+
+def test_bad_inputs_are_one_line(cli, tmp_path, monkeypatch):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    few = write_jsonl(tmp_path / "few.jsonl", [{"instruction": "Only one seed task here."}])
+    wrong = write_jsonl(tmp_path / "wrong.jsonl", [{"question": "what?"}] * 8)
+    bad_instances = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": f"Seed task {i} here.", "instances": "oops"} for i in range(8)])
+    for args, needle in [
+        (("--seeds", empty), "empty"),
+        (("--seeds", few), "--human-per-prompt needs at least 6"),
+        (("--seeds", wrong), "instruction"),
+        (("--seeds", bad_instances), "instances must be a list"),
+        (("--seeds", tmp_path / "missing.jsonl"), "missing.jsonl"),
+        (("--human-per-prompt", "10", "--machine-per-prompt", "6"), "--list-length"),
+        (("--rouge-threshold", "1.5"), "--rouge-threshold"),
+    ]:
+        result, out = run_fake(cli, tmp_path, monkeypatch, *args)
+        assert_one_line_error(result, needle)
+        assert not (out / "records.jsonl").exists()
+
+
+def body_reply(body):
+    if "prompt" in body:
+        return scripted(body["prompt"], chat=False)
+    return scripted(body["messages"][-1]["content"], chat=True)
+
+
+def test_killed_run_resumes_and_makes_the_same_dataset(tmp_path):
+    args = ["generate", "self-instruct", "--backend", "openai", "--model", "m", "-n", "30", "--batch-size", "4",
+            "--concurrency", "4", "-q"]
+
+    def start(server, out, *extra):
+        return start_distill(*args, *extra, "--base-url", server.url, "-o", out, env={"OPENAI_API_KEY": "k"})
+
+    with LoopbackServer(reply=body_reply, latency=0.02) as server:
+        kill_after_answers(start(server, tmp_path / "killed"), server, 30)
+        records = tmp_path / "killed" / "records.jsonl"
+        assert (records.read_text().count("\n") if records.exists() else 0) < 30
+        assert start(server, tmp_path / "killed").wait(120) == 0
+        repeats = sum(count - 1 for count in server.stats.answered.values() if count > 1)
+        assert repeats <= 4  # at most the requests in flight when it was killed
+        assert start(server, tmp_path / "whole").wait(120) == 0
+        assert start(server, tmp_path / "completion", "--prompt-style", "completion").wait(120) == 0
+    killed = datasets.load_dataset(str(tmp_path / "killed"), split="train").to_list()
+    whole = datasets.load_dataset(str(tmp_path / "whole"), split="train").to_list()
+    assert killed == whole and len({r["instruction"] for r in whole}) >= 20
+    assert datasets.load_dataset(str(tmp_path / "completion"), split="train").num_rows  # /v1/completions works too
+
+
+def test_short_real_run_on_the_embedded_model(cli, tmp_path):
+    pytest.importorskip("llama_cpp")
+    out = tmp_path / "run"
+    cli("generate", "self-instruct", "-n", "2", "--batch-size", "1", "--patience", "2", "--max-new-tokens", "96",
+        "--instance-max-new-tokens", "64", "-o", out, "-q")
+    # A 270M base model may or may not write usable tasks: the run must end cleanly either way.
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["backend"] == "llamacpp" and stats["tokens"]["completion"] > 0
+    if (out / "README.md").exists():
+        assert datasets.load_dataset(str(out), split="train").num_rows >= 1
