@@ -19,7 +19,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, DistillError
 
 WORKER = "distill.train.worker"
 ACCELERATE_CONFIGS = ("multi_gpu", "deepspeed_zero3", "fsdp")
@@ -114,3 +114,36 @@ def launch_command(
     if main_process_port is not None:
         command += ["--main_process_port", str(main_process_port)]
     return command + worker
+
+
+class TrainingFailed(DistillError):
+    """A launched training run exited with an error (its own output said why)."""
+
+
+def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, accelerate_config: str | None) -> dict:
+    """Start a resolved recipe: in this process on one device, else `command` (accelerate launch).
+
+    Returns the final metrics. Everything that can refuse comes before anything is written.
+    """
+    from distill.train.recipe import dump_recipe
+
+    check_installed(accelerate_config)
+    if recipe.push_to_hub:  # no token: say so now, not after the training
+        from distill.hub import hub_api
+
+        hub_api()
+    dump_recipe(recipe, resolved_config)
+    if "accelerate.commands.launch" not in command:
+        from distill.train.stages import train
+
+        return train(recipe)
+    import json
+    import subprocess
+
+    code = subprocess.call(command)
+    if code:
+        error = TrainingFailed(f"the {stage} run failed (exit {code}); the last complete checkpoint in {recipe.output_dir} resumes it")
+        error.exit_code = code
+        raise error
+    metrics = Path(recipe.output_dir) / "train_metrics.json"
+    return json.loads(metrics.read_text()) if metrics.is_file() else {}

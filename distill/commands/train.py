@@ -48,29 +48,11 @@ def _stage(stage: str):
             click.echo(shlex.join(cmd))
             click.echo(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), nl=False)
             return
-        from distill.train.launch import check_installed
-        from distill.train.recipe import dump_recipe
+        from distill.train.launch import run_stage
 
-        check_installed(accelerate_config)
-        if recipe.push_to_hub:  # no token: say so now, not after the training
-            from distill.hub import hub_api
-
-            hub_api()
-        dump_recipe(recipe, resolved)
-        if "accelerate.commands.launch" not in cmd:
-            from distill.train.stages import train as run_stage
-
-            metrics = run_stage(recipe)  # one process: no launcher needed
-            click.echo(f"done: {stage} model in {recipe.output_dir} (train loss {metrics.get('train_loss', float('nan')):.4f})")
-            return
-        import subprocess
-        import sys
-
-        code = subprocess.call(cmd)
-        if code:
-            click.echo(f"error: the {stage} run failed (exit {code}); the last complete checkpoint in {recipe.output_dir} resumes it", err=True)
-            sys.exit(code)
-        click.echo(f"done: {stage} model in {recipe.output_dir}")
+        metrics = run_stage(stage, recipe, cmd, resolved, accelerate_config)
+        loss = f" (train loss {metrics['train_loss']:.4f})" if "train_loss" in metrics else ""
+        click.echo(f"done: {stage} model in {recipe.output_dir}{loss}")
 
     return command
 
