@@ -90,9 +90,33 @@ class InputConfig(BaseModel):
         return value
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans and numbers: `save_strategy: no` stays the string "no"
+    (PyYAML's YAML 1.1 reads a boolean), and `1e-5` is a number (PyYAML reads a string)."""
+
+
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:int"}
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern, _first in (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+     "-+.0123456789"),
+):
+    _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first))
+
+
+def load_yaml(text: str) -> Any:
+    """A user's YAML (config files, KEY=VALUE overrides), read as YAML 1.2."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def read_yaml_config(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
     except yaml.YAMLError as err:

@@ -627,3 +627,15 @@ def test_ledger_prices_each_model_on_its_own():
     unknown = Ledger({"a": None})
     unknown.record(Usage(1, 1), "a")
     assert unknown.cost is None
+
+
+def test_user_yaml_reads_as_yaml_1_2():
+    from distill.config import load_yaml
+
+    values = load_yaml("a: no\nb: true\nc: [x, off]\nd: 2e-5\ne: 1.0e-5\nf: 12\ng: 1:20\nh: .inf\ni: null")
+    assert values == {"a": "no", "b": True, "c": ["x", "off"], "d": 2e-5, "e": 1e-5, "f": 12, "g": "1:20",
+                      "h": float("inf"), "i": None}
+    from distill.train.recipe import apply_overrides
+
+    assert apply_overrides({}, ["training.save_strategy=no", "training.learning_rate=1e-5"]) == {
+        "training": {"save_strategy": "no", "learning_rate": 1e-5}}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.config import read_yaml_config, validate_config
+from distill.config import load_yaml, read_yaml_config, validate_config
 from distill.errors import ConfigError
 
 Stage = Literal["sft", "dpo"]
@@ -89,7 +89,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         if not sep or not key.strip():
             raise ConfigError(f"an override is KEY=VALUE, not {item!r}")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError:
             value = raw
         node = values
