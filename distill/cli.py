@@ -42,6 +42,7 @@ class LazyGroup(click.Group):
         "rate": "distill.commands.rate:rate",
         "stats": "distill.commands.stats:stats",
         "train": "distill.commands.train:train",
+        "zephyr": "distill.commands.zephyr:zephyr",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

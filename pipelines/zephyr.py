@@ -1,0 +1,169 @@
+"""`distill zephyr`: the Zephyr-7B recipe (Tunstall et al. 2023) in one command.
+
+    1. dSFT data     UltraChat dialogues from the teacher                      OUT/ultrachat
+    2. cleaning      near-duplicates, refusals, degenerate turns               OUT/ultrachat-clean
+    3. AI feedback   UltraFeedback: a pool of models answers the prompts, a    OUT/feedback
+                     judge rates the answers, best vs another becomes a pair
+    4. dSFT          the base model on the clean dialogues                     OUT/sft
+    5. dDPO          the dSFT model on the preference pairs                    OUT/dpo
+
+Each step writes what its own command would write, where that command would write it,
+so any step can be looked at, pushed or re-run alone. Everything is checked before the
+first request. Running the command again resumes: generation answers what it already
+has from its cache, and a training stage that finished (train_metrics.json) is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import Field, field_validator
+
+from distill.config import EngineConfig, validate_config
+from distill.errors import ConfigError
+
+# The cleaning step when no --filters plan is given: the near-duplicate removal and
+# quality filters of `distill filter`, with their defaults.
+DEFAULT_FILTERS = {"column": "messages", "filters": ["dedup", "refusal", "degenerate", "repetition"]}
+STAGES = ("data", "sft", "dpo")
+
+
+class ZephyrConfig(EngineConfig):
+    dialogues: int = Field(1000, ge=1)
+    ultrachat: dict[str, Any] = Field(default_factory=dict)  # more options of `distill generate ultrachat`
+    filters: Path | None = None  # a `distill filter run` plan; default DEFAULT_FILTERS
+    prompts: str | None = None  # the UltraFeedback prompts; default: the clean dialogues' opening requests
+    num_prompts: int | None = Field(None, ge=1)
+    pool: list[str] = Field(min_length=2)  # model specs [BACKEND:]MODEL[@URL]
+    judge: str | None = None
+    ultrafeedback: dict[str, Any] = Field(default_factory=dict)  # more options of `distill rate ultrafeedback`
+    base_model: str = "mistralai/Mistral-7B-v0.1"
+    preset: Literal["paper", "handbook", "qlora"] = "handbook"
+    sft: list[str] = Field(default_factory=list)  # recipe overrides, KEY=VALUE
+    dpo: list[str] = Field(default_factory=list)
+    num_gpus: int = Field(1, ge=1)
+    accelerate_config: str | None = None
+    stop_after: Literal["data", "sft", "dpo"] = "dpo"
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+        return value
+
+
+@dataclass
+class TrainingStep:
+    stage: str
+    recipe: Any  # distill.train.recipe.Recipe
+    command: list[str]
+    resolved: Path
+    note: str | None
+
+
+@dataclass
+class Plan:
+    ultrachat: Any  # UltraChatConfig
+    filters: Any  # FilterFile
+    clean: Path
+    ultrafeedback: Any  # UltraFeedbackConfig
+    training: list[TrainingStep]
+
+
+def _engine(config: ZephyrConfig) -> dict[str, Any]:
+    """The backend, client and run settings every generation step shares."""
+    return config.model_dump(include=set(EngineConfig.model_fields) - {"output"})
+
+
+def _recipe_overrides(path: Path | str, split: str, eval_split: str | None, model: str, output: Path) -> list[str]:
+    datasets = json.dumps([{"path": str(path), "split": split}])  # JSON is YAML, and quotes any path
+    evals = json.dumps([{"path": str(path), "split": eval_split}] if eval_split else [])
+    return [f"model.name_or_path={json.dumps(model)}", f"datasets={datasets}", f"eval_datasets={evals}",
+            f"output_dir={json.dumps(str(output))}"]
+
+
+def plan(config: ZephyrConfig) -> Plan:
+    """Every step's settings, checked; nothing is written or asked yet."""
+    from distill.filters.pipeline import FilterFile, read_plan
+    from distill.pipelines.ultrachat import UltraChatConfig
+    from distill.pipelines.ultrafeedback import UltraFeedbackConfig
+
+    root = Path(config.output)
+    engine = _engine(config)
+    for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback)):
+        shared = sorted(set(extra) & (set(engine) | {"output"}))
+        if shared:
+            raise ConfigError(f"{name}: {shared[0]!r} is set for every step at the top of the config, not under {name}")
+    ultrachat = validate_config(UltraChatConfig, {**engine, "output": root / "ultrachat", "num_dialogues": config.dialogues,
+                                                  **config.ultrachat})
+    filters = read_plan(config.filters) if config.filters else validate_config(FilterFile, DEFAULT_FILTERS)
+    clean = root / "ultrachat-clean"
+    prompts = {"input": config.prompts} if config.prompts else {"input": str(clean), "split": "train_sft", "column": "prompt"}
+    ultrafeedback = validate_config(UltraFeedbackConfig, {
+        **engine, "output": root / "feedback", **prompts, "limit": config.num_prompts, "models": config.pool,
+        "judge": config.judge, "completions_per_prompt": min(4, len(config.pool)), **config.ultrafeedback,
+    })
+    training = []
+    if config.stop_after != "data":
+        tested = bool(config.test_size)  # then the data has test splits to evaluate on
+        sources = {
+            "sft": (clean, "train_sft", "test_sft" if tested else None, config.base_model, config.sft),
+            "dpo": (root / "feedback", "train_prefs", "test_prefs" if tested else None, str(root / "sft"), config.dpo),
+        }
+        for stage in STAGES[1:STAGES.index(config.stop_after) + 1]:
+            training.append(_training_step(config, stage, *sources[stage], root / stage))
+    return Plan(ultrachat, filters, clean, ultrafeedback, training)
+
+
+def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eval_split: str | None, model: str,
+                   overrides: list[str], output: Path) -> TrainingStep:
+    from distill.train.launch import launch_command
+    from distill.train.recipe import find_recipe, load_recipe, resolve_batch
+
+    recipe = load_recipe(find_recipe(f"zephyr-7b-beta/{stage}_{config.preset}"), stage,
+                         [*_recipe_overrides(data, split, eval_split, model, output), *overrides])
+    note = resolve_batch(recipe, config.num_gpus)
+    resolved = recipe.output_dir / "recipe.yaml"
+    command = launch_command(stage, resolved, config.num_gpus, config.accelerate_config)
+    return TrainingStep(stage, recipe, command, resolved, note)
+
+
+def trained(step: TrainingStep) -> bool:
+    return (Path(step.recipe.output_dir) / "train_metrics.json").is_file()
+
+
+def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run every step in turn; returns what each made, for the closing summary."""
+    from distill.filters.pipeline import filter_dataset
+    from distill.pipelines import ultrachat, ultrafeedback
+    from distill.train.launch import check_installed, run_stage
+
+    steps = plan(config)
+    check_installed(config.accelerate_config if steps.training else None)
+    if config.fresh:  # the generation steps start over by themselves; the rest is removed here
+        for path in [steps.clean, *(Path(step.recipe.output_dir) for step in steps.training)]:
+            shutil.rmtree(path, ignore_errors=True)
+    summary: dict[str, Any] = {}
+    say(f"1/5 UltraChat dialogues -> {steps.ultrachat.output}")
+    summary["dialogues"] = ultrachat.run(steps.ultrachat).done
+    say(f"2/5 cleaning -> {steps.clean}")
+    removed = filter_dataset(str(steps.ultrachat.output), steps.filters, steps.clean)
+    summary["removed"] = {entry["name"]: entry["removed"] for entry in removed}
+    say(f"3/5 UltraFeedback preferences -> {steps.ultrafeedback.output}")
+    summary["prompts_rated"] = ultrafeedback.run(steps.ultrafeedback).done
+    for number, step in enumerate(steps.training, start=4):
+        label = {"sft": "dSFT", "dpo": "dDPO"}[step.stage]
+        if trained(step):
+            say(f"{number}/5 {label}: done before, kept in {step.recipe.output_dir}")
+            continue
+        say(f"{number}/5 {label} -> {step.recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
+        metrics = run_stage(step.stage, step.recipe, step.command, step.resolved, config.accelerate_config)
+        summary[f"{step.stage}_train_loss"] = metrics.get("train_loss")
+    return summary

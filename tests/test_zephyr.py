@@ -1,0 +1,130 @@
+"""`distill zephyr`: the whole recipe on the fake backend and a tiny model (CPU, offline)."""
+
+import hashlib
+import json
+import random
+import re
+
+import datasets
+import pytest
+import yaml
+
+from conftest import assert_one_line_error
+from test_ultrachat import scripted as ultrachat_teacher
+from test_ultrafeedback import judge_json, quality
+
+POOL = "m1,m2,m3,m4"
+CPU = ["training.use_cpu=true", "training.bf16=false", "model.dtype=float32", "global_batch_size=2",
+       "training.per_device_train_batch_size=2", "training.max_steps=2", "training.max_length=128",
+       "training.save_strategy=no", "training.logging_steps=1"]
+
+
+def teacher(request):
+    """Dialogues as in test_ultrachat, pool answers with their quality, a judge that rates it."""
+    messages = list(request.messages)
+    last = messages[-1]["content"]
+    if last.startswith("You are judging"):
+        return judge_json(last, lambda text, position: quality(text))
+    if re.fullmatch(r"m\d", request.model):
+        return f"An answer to '{last[:40]}' by {request.model}, quality={request.model[1:]}."
+    reply = ultrachat_teacher(messages)
+    if reply.startswith(("Answer ", "interesting!")):  # turns of the dialogue: varied, or the filters drop them
+        rng = random.Random(hashlib.sha256(json.dumps(messages).encode()).digest())
+        reply = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))).capitalize() + "?" * (reply[0] == "i")
+    return reply
+
+
+WORDS = "river mill grain stone water wheel valley bridge harvest miller flour rain north season market".split()
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    pytest.importorskip("trl")
+    from tiny_models import build_tiny_model
+
+    corpus = ["rivers flow to the sea and then evaporate", "a mill grinds grain", "An answer by m1, quality=1."] * 20
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "base", corpus, chat_template=None)
+
+
+def zephyr(cli, monkeypatch, out, *args):
+    monkeypatch.setattr("distill.backends.fake.echo_reply", teacher)
+    return cli("zephyr", "--backend", "fake", "--pool", POOL, "--dialogues", "8", "-o", out, "-q", *args)
+
+
+def cpu_training(base_model):
+    return ["--base-model", base_model, *[f for o in CPU for f in ("--sft", o)], *[f for o in CPU for f in ("--dpo", o)],
+            "--dpo", "training.beta=0.1"]
+
+
+def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path, monkeypatch, base_model):
+    out = tmp_path / "zephyr"
+    result = zephyr(cli, monkeypatch, out, *cpu_training(base_model))
+    assert result.code == 0, result.err
+    steps = [line for line in result.err.splitlines() if re.match(r"\d/5 ", line)]
+    assert [line[:4] for line in steps] == ["1/5 ", "2/5 ", "3/5 ", "4/5 ", "5/5 "]
+    assert "8 dialogues" in result.out and "dDPO train loss" in result.out
+    # Each step wrote what its own command writes.
+    dialogues = datasets.load_dataset(str(out / "ultrachat"), split="train_sft")
+    clean = datasets.load_dataset(str(out / "ultrachat-clean"), split="train_sft")
+    assert 0 < clean.num_rows <= dialogues.num_rows
+    prefs = datasets.load_dataset(str(out / "feedback"), split="train_prefs").to_list()
+    assert prefs and {p["prompt"] for p in prefs} <= set(clean["prompt"])  # rated the dialogues' openings
+    assert all(p["score_chosen"] > p["score_rejected"] for p in prefs)
+    sft = yaml.safe_load((out / "sft" / "recipe.yaml").read_text())
+    dpo = yaml.safe_load((out / "dpo" / "recipe.yaml").read_text())
+    assert sft["model"]["name_or_path"] == str(base_model)
+    assert [(d["path"], d["split"]) for d in sft["datasets"]] == [(str(out / "ultrachat-clean"), "train_sft")]
+    assert dpo["model"]["name_or_path"] == str(out / "sft") and dpo["datasets"][0]["path"] == str(out / "feedback")
+    assert dpo["training"]["beta"] == 0.1 and dpo["eval_datasets"] == []  # not the Hub's test_prefs
+    assert (out / "dpo" / "model.safetensors").exists() and (out / "dpo" / "README.md").exists()
+    # Again: the data comes from the caches, and no stage trains a second time.
+    before = (out / "dpo" / "train_metrics.json").read_text()
+    again = zephyr(cli, monkeypatch, out, *cpu_training(base_model))
+    assert again.code == 0, again.err
+    assert "4/5 dSFT: done before" in again.err and "5/5 dDPO: done before" in again.err
+    assert (out / "dpo" / "train_metrics.json").read_text() == before
+    for step in ("ultrachat", "feedback"):  # nothing asked twice
+        assert json.loads((out / step / "stats.json").read_text())["last_session"]["requests"] == 0
+
+
+def test_stop_after_data_needs_no_training_stack(cli, tmp_path, monkeypatch):
+    out = tmp_path / "z"
+    result = zephyr(cli, monkeypatch, out, "--stop-after", "data", "--num-prompts", "3")
+    assert result.code == 0, result.err
+    assert datasets.load_dataset(str(out / "feedback"), split="train_prefs").num_rows <= 3
+    assert not (out / "sft").exists() and "4/5" not in result.err
+
+
+def test_step_options_from_the_config_file(cli, tmp_path, monkeypatch):
+    config = tmp_path / "zephyr.yaml"
+    config.write_text(yaml.safe_dump({"stop_after": "data", "ultrachat": {"sectors": "creation=1", "creation_rounds": "1"},
+                                      "ultrafeedback": {"completions_per_prompt": 2}}))
+    out = tmp_path / "z"
+    result = zephyr(cli, monkeypatch, out, "--config", config)
+    assert result.code == 0, result.err
+    rows = datasets.load_dataset(str(out / "ultrachat"), split="train_sft").to_list()
+    assert {r["sector"] for r in rows} == {"creation"} and all(r["num_turns"] == 1 for r in rows)
+    completions = datasets.load_dataset(str(out / "feedback"), "completions", split="train").to_list()
+    assert completions and {len([c for c in completions if c["prompt"] == p]) for p in {c["prompt"] for c in completions}} == {2}
+
+
+@pytest.mark.parametrize("args, yaml_config, needle", [
+    (["--pool", "m1"], None, "--pool"),
+    (["--preset", "qlora"], None, "QLoRA needs a CUDA GPU"),
+    (["--sft", "training.learning_rat=1"], None, "learning_rat"),
+    ([], {"ultrachat": {"sectorz": "world=1"}}, "sectorz"),
+    ([], {"ultrachat": {"concurrency": 3}}, "at the top of the config"),
+    (["--num-gpus", "2", "--accelerate-config", "megatron"], None, "megatron"),
+], ids=["one-model-pool", "qlora-on-cpu", "bad-recipe-key", "bad-step-key", "engine-key-in-step", "bad-accelerate-config"])
+def test_bad_settings_stop_before_anything_is_written(cli, tmp_path, monkeypatch, args, yaml_config, needle):
+    extra = []
+    if yaml_config:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(yaml_config))
+        extra = ["--config", path]
+    out = tmp_path / "z"
+    monkeypatch.setattr("distill.backends.fake.echo_reply", teacher)
+    pool = [] if "--pool" in args else ["--pool", POOL]
+    result = cli("zephyr", "--backend", "fake", *pool, "--dialogues", "4", "-o", out, "-q", *args, *extra)
+    assert_one_line_error(result, needle)
+    assert not out.exists()
