@@ -70,6 +70,22 @@ def run_fake(cli, tmp_path, monkeypatch, *args, reply=fake_teacher, name="run"):
     return cli("generate", "self-instruct", "--backend", "fake", "-o", out, "-q", *args), out
 
 
+@pytest.fixture
+def calls(monkeypatch):
+    """Every request the fake backend receives."""
+    from distill.backends import fake
+
+    received = []
+    original = fake.FakeBackend.complete
+
+    async def spy(self, request):
+        received.append(request)
+        return await original(self, request)
+
+    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
+    return received
+
+
 def config(tmp_path, **values):
     return si.SelfInstructConfig(output=tmp_path / "o", backend="fake", **values)
 
@@ -135,17 +151,7 @@ def test_bootstrap_prompts_mix_seeds_and_machine_tasks(tmp_path):
     assert later == boot.shown_tasks(3, 1) and later != boot.shown_tasks(3, 2)  # seeded per round and prompt
 
 
-def test_chat_run_end_to_end(cli, tmp_path, monkeypatch):
-    from distill.backends import fake
-
-    calls = []
-    original = fake.FakeBackend.complete
-
-    async def spy(self, request):
-        calls.append(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
+def test_chat_run_end_to_end(cli, tmp_path, monkeypatch, calls):
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--batch-size", "3")
     assert result.code == 0, result.err
     assert "12 instructions generated" in result.out
@@ -176,17 +182,7 @@ def test_chat_run_end_to_end(cli, tmp_path, monkeypatch):
     assert "Self-Instruct" in card and "2212.10560" in card
 
 
-def test_completion_style_and_included_seeds(cli, tmp_path, monkeypatch):
-    from distill.backends import fake
-
-    calls = []
-    original = fake.FakeBackend.complete
-
-    async def spy(self, request):
-        calls.append(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
+def test_completion_style_and_included_seeds(cli, tmp_path, monkeypatch, calls):
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--prompt-style", "completion", "--include-seeds")
     assert result.code == 0, result.err
     assert calls and all(c.messages is None for c in calls)
