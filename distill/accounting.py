@@ -19,6 +19,9 @@ class Price:
     input: float  # USD per million prompt tokens
     output: float  # USD per million completion tokens
 
+    def discounted(self, factor: float) -> "Price":
+        return Price(self.input * factor, self.output * factor)
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input + completion_tokens * self.output) / 1e6
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from distill.errors import ConfigError
 
+BATCH_IN_FLIGHT = 10_000  # requests gathered into batches at once when --batch-api is on
 BackendName = Literal["llamacpp", "openai", "vllm", "fake"]
 
 
@@ -29,7 +30,7 @@ class EngineConfig(BaseModel):
     RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"output", "fresh", "concurrency", "rpm", "tpm", "max_retries", "timeout", "max_cost_usd",
          "max_tokens", "prices", "quiet", "limit", "base_url", "api_key_env", "tensor_parallel_size",
-         "n_threads", "n_ctx", "test_size", "format"}
+         "n_threads", "n_ctx", "test_size", "format", "batch_api", "batch_window", "batch_poll"}
     )
 
     output: Path
@@ -54,6 +55,10 @@ class EngineConfig(BaseModel):
     # The export: a seeded test split (a fraction of the prompts, or a count), JSON Lines too.
     test_size: float | None = Field(None, gt=0)
     format: Literal["parquet", "jsonl"] = "parquet"
+    # The provider's Batch API (openai backend): cheaper, answered within a day.
+    batch_api: bool = False
+    batch_window: float = Field(10.0, gt=0)
+    batch_poll: float = Field(30.0, gt=0)
 
     @field_validator("api_key_env")
     @classmethod
@@ -61,6 +66,10 @@ class EngineConfig(BaseModel):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or value.lower().startswith(("sk_", "hf_")):
             raise ValueError("must be the name of an environment variable, not a key")
         return value
+
+    def requests_in_flight(self) -> int:
+        """Requests the client lets out at once; with the Batch API, as many as a batch may hold."""
+        return max(self.concurrency, BATCH_IN_FLIGHT) if self.batch_api else self.concurrency
 
     def identity(self) -> dict[str, Any]:
         """The part of the config that decides what the run produces."""

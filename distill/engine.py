@@ -29,6 +29,7 @@ from distill.run import RunDir, write_atomic
 from distill.runner import Outcome, run_items
 
 Work = Callable[[str, Any], Awaitable[dict[str, Any]]]
+BATCH_DISCOUNT = 0.5  # OpenAI's price for batched requests, relative to direct ones
 
 
 def execute(
@@ -55,6 +56,8 @@ def execute(
         kinds.setdefault(backend.model_id(), backend_name)
         table = load_prices(config.prices)
         prices: dict[str, Price | None] = {m: price_for(m, table) if kinds[m] == "openai" else FREE for m in run_models}
+        if config.batch_api:  # the Batch API costs half the price of direct calls
+            prices = {m: p.discounted(BATCH_DISCOUNT) if p else p for m, p in prices.items()}
         ledger = Ledger(prices, config.max_cost_usd, config.max_tokens)
         run = RunDir.open(command, config)
     except BaseException:
@@ -65,7 +68,7 @@ def execute(
         client = Client(
             backend,
             cache,
-            concurrency=config.concurrency,
+            concurrency=config.requests_in_flight(),
             limiter=RateLimiter(config.rpm, config.tpm),
             ledger=ledger,
             retry=RetryPolicy(max_retries=config.max_retries),
@@ -77,7 +80,7 @@ def execute(
 
         async def generate() -> Outcome:
             try:
-                window = 2 * config.concurrency
+                window = 2 * config.requests_in_flight()
                 return await run_items(items, make_work(client), records, failures, client.progress, window)
             finally:
                 await backend.aclose()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import asyncio
+import os
 
 from distill.backends.base import Backend, PermanentError, TransientError
 from distill.backends.router import ModelSpec, Router
@@ -25,6 +24,8 @@ def choose_backend(config: EngineConfig) -> str:
 
 def make_backend(config: EngineConfig) -> Backend:
     name = choose_backend(config)
+    if config.batch_api and name != "openai":
+        raise ConfigError(f"--batch-api is the Batch API of an OpenAI-compatible provider: it needs the openai backend, not {name}")
     if name == "llamacpp":
         from distill.backends.llamacpp import LlamaCppBackend
 
@@ -36,9 +37,12 @@ def make_backend(config: EngineConfig) -> Backend:
     if config.model is None:
         raise ConfigError(f"the {name} backend needs --model")
     if name == "openai":
-        from distill.backends.openai_backend import OpenAIBackend
+        from pathlib import Path
 
-        return OpenAIBackend(config.model, config.base_url, config.api_key_env, config.timeout)
+        from distill.backends.openai_backend import BatchSettings, OpenAIBackend
+
+        batch = BatchSettings(Path(config.output) / "batches.jsonl", config.batch_window, config.batch_poll) if config.batch_api else None
+        return OpenAIBackend(config.model, config.base_url, config.api_key_env, config.timeout, batch)
     if name == "vllm":
         from distill.backends.vllm_backend import VLLMBackend
 

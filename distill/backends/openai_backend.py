@@ -2,7 +2,8 @@
 
 Several base URLs may be given; each request goes to the one with the fewest requests
 in flight. The openai package's own retries are switched off: retrying belongs to the
-distill client, once, for every backend.
+distill client, once, for every backend. With a BatchSettings, requests go through the
+provider's Batch API instead (distill.backends.openai_batch).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import email.utils
 import itertools
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -45,6 +49,41 @@ def parse_retry_after(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    journal: Path  # RUN_DIR/batches.jsonl
+    window: float = 10.0  # seconds a batch gathers requests before it is sent
+    poll: float = 30.0  # seconds between looks at a running batch
+
+
+def request_body(request: Request) -> tuple[str, dict[str, Any]]:
+    """The route and JSON body of a request, as the chat or completions API takes it."""
+    p = request.params
+    body: dict[str, Any] = {"model": request.model, "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
+    if p.stop:
+        body["stop"] = list(p.stop)
+    if p.seed is not None:
+        body["seed"] = p.seed
+    if request.messages is None:
+        return "/v1/completions", {**body, "prompt": request.prompt}
+    if request.json_schema is not None:
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True}}
+    return "/v1/chat/completions", {**body, "messages": list(request.messages)}
+
+
+def response_from_body(data: dict[str, Any], request: Request) -> Response:
+    """A Response from a chat.completion or text_completion as JSON (a batch's output line)."""
+    choice = data["choices"][0]
+    text = choice["message"]["content"] if "message" in choice else choice["text"]
+    if text is None:
+        raise TypeError("no text in the reply")
+    usage = data.get("usage") or {}
+    return Response(text=text, finish_reason=choice.get("finish_reason") or "stop",
+                    usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+                    model=data.get("model") or request.model)
+
+
 class _Endpoint:
     def __init__(self, base_url: str | None, api_key: str, timeout: float):
         self.base_url = base_url
@@ -56,7 +95,8 @@ class OpenAIBackend:
     name = "openai"
     max_concurrency = None
 
-    def __init__(self, model: str, base_urls: list[str] | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 600.0):
+    def __init__(self, model: str, base_urls: list[str] | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 600.0,
+                 batch: BatchSettings | None = None):
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise ConfigError(
@@ -67,6 +107,14 @@ class OpenAIBackend:
         self.model = model
         self.endpoints = [_Endpoint(url, api_key, timeout) for url in urls]
         self._turn = itertools.count()
+        self.queue = None
+        if batch is not None:
+            if len(self.endpoints) > 1:
+                raise ConfigError("--batch-api sends to one endpoint: give one --base-url")
+            from distill.backends.openai_batch import BatchJournal, BatchQueue
+
+            endpoint = self.endpoints[0]
+            self.queue = BatchQueue(endpoint.client, endpoint.base_url, BatchJournal(batch.journal), batch.window, batch.poll)
 
     def model_id(self) -> str:
         return self.model
@@ -77,6 +125,13 @@ class OpenAIBackend:
         return min(rotated, key=lambda e: e.in_flight)
 
     async def complete(self, request: Request) -> Response:
+        if self.queue is not None:
+            route, body = request_body(request)
+            data = await self.queue.complete(request.key(), route, body)
+            try:
+                return response_from_body(data, request)
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+                raise TransientError(f"malformed reply in a batch: {type(err).__name__}: {err}", kind="malformed") from err
         endpoint = self._pick()
         endpoint.in_flight += 1
         try:
@@ -85,25 +140,15 @@ class OpenAIBackend:
             endpoint.in_flight -= 1
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Response:
-        p = request.params
-        common = dict(model=request.model, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens)
-        if p.stop:
-            common["stop"] = list(p.stop)
-        if p.seed is not None:
-            common["seed"] = p.seed
+        route, body = request_body(request)
         where = endpoint.base_url or "the OpenAI API"
         try:
-            if request.messages is not None:
-                if request.json_schema is not None:
-                    common["response_format"] = {
-                        "type": "json_schema",
-                        "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True},
-                    }
-                raw = await endpoint.client.chat.completions.create(messages=list(request.messages), **common)
+            if route == "/v1/chat/completions":
+                raw = await endpoint.client.chat.completions.create(**body)
                 choice = raw.choices[0]
                 text = choice.message.content
             else:
-                raw = await endpoint.client.completions.create(prompt=request.prompt, **common)
+                raw = await endpoint.client.completions.create(**body)
                 choice = raw.choices[0]
                 text = choice.text
             usage = raw.usage
@@ -136,6 +181,8 @@ class OpenAIBackend:
             raise TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed") from err
 
     async def aclose(self) -> None:
+        if self.queue is not None:
+            await self.queue.aclose()
         for endpoint in self.endpoints:
             await endpoint.client.close()
 

@@ -36,6 +36,10 @@ _ENGINE_OPTIONS = [
     click.option("--max-cost-usd", type=float, help="Stop cleanly before spending more than this."),
     click.option("--max-tokens", type=int, help="Stop cleanly before using more tokens than this (prompt + completion)."),
     click.option("--prices", type=click.Path(path_type=Path), help="YAML price table that extends the built-in one."),
+    click.option("--batch-api", is_flag=True, default=None, help="openai: send requests through the provider's Batch API "
+                 "(cheaper, answered within a day); up to 10,000 requests are gathered at once."),
+    click.option("--batch-window", type=float, help="Seconds a batch gathers requests before it is sent.  [default: 10]"),
+    click.option("--batch-poll", type=float, help="Seconds between looks at a running batch.  [default: 30]"),
     click.option("--seed", type=int, help="Seed from which all randomness derives.  [default: 0]"),
     click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar."),
     click.option("--test-size", type=float, help="Seeded test split: a fraction (<1) or a number of prompts."),

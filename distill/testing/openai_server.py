@@ -2,7 +2,10 @@
 
 It answers /v1/chat/completions and /v1/completions with deterministic scripted replies,
 counts what it receives, and can inject faults: 429 with Retry-After, 500, replies slower
-than the client's timeout, dropped connections and malformed bodies.
+than the client's timeout, dropped connections and malformed bodies. It also runs the
+Batch API (/v1/files, /v1/batches): a batch ends after `batch_polls` looks at it unless
+`hold_batches` is set, and `batch_line(body)` may give a line an HTTP status other than
+200, or None to leave it unanswered (the batch then ends "expired").
 
 In a test:    with LoopbackServer(faults=FaultPlan(rates={"429": 0.2})) as server: ...server.url...
 Standalone:   python -m distill.testing.openai_server --latency 0.02   (prints its URL)
@@ -72,6 +75,8 @@ class ServerStats:
     faults: Counter = field(default_factory=Counter)
     attempts: Counter = field(default_factory=Counter)  # request key -> times received
     max_in_flight: int = 0
+    batches_created: int = 0
+    batch_lines: int = 0  # requests received in batches
 
     @property
     def answered_total(self) -> int:
@@ -89,6 +94,11 @@ class LoopbackServer:
     ):
         self.reply = reply
         self.latency = latency
+        self.batch_polls = 1
+        self.hold_batches = False
+        self.batch_line: Callable[[dict], int | None] = lambda body: 200
+        self._files: dict[str, bytes] = {}
+        self._batches: dict[str, dict] = {}
         self.faults = faults or FaultPlan()
         self.api_key = api_key
         self.port = port
@@ -108,7 +118,86 @@ class LoopbackServer:
         app.router.add_post("/v1/chat/completions", self._complete)
         app.router.add_post("/v1/completions", self._complete)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{id}/content", self._file_content)
+        app.router.add_post("/v1/batches", self._create_batch)
+        app.router.add_get("/v1/batches/{id}", self._retrieve_batch)
         return app
+
+    # -- the Batch API ------------------------------------------------------------------
+
+    def _store(self, content: bytes, purpose: str, name: str) -> dict:
+        with self._lock:
+            file_id = f"file-{len(self._files) + 1}"
+            self._files[file_id] = content
+        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                "filename": name, "purpose": purpose, "status": "processed"}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        return web.json_response(self._store(upload.file.read(), str(form.get("purpose", "batch")), upload.filename))
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        content = self._files.get(request.match_info["id"])
+        if content is None:
+            return web.json_response({"error": {"message": "no such file"}}, status=404)
+        return web.Response(body=content, content_type="application/octet-stream")
+
+    async def _create_batch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("input_file_id") not in self._files:
+            return web.json_response({"error": {"message": "no such input file"}}, status=400)
+        with self._lock:
+            self.stats.batches_created += 1
+            batch_id = f"batch_{self.stats.batches_created}"
+            self._batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"], "status": "validating", "created_at": int(time.time()),
+                "metadata": body.get("metadata"), "polls": 0,
+            }
+        return web.json_response(self._public(self._batches[batch_id]))
+
+    async def _retrieve_batch(self, request: web.Request) -> web.Response:
+        batch = self._batches.get(request.match_info["id"])
+        if batch is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        batch["polls"] += 1
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+        if batch["status"] == "in_progress" and not self.hold_batches and batch["polls"] >= self.batch_polls:
+            self._finish(batch)
+        return web.json_response(self._public(batch))
+
+    def _finish(self, batch: dict) -> None:
+        output, errors, missing = [], [], False
+        for line in self._files[batch["input_file_id"]].decode().splitlines():
+            entry = json.loads(line)
+            body, key = entry["body"], body_key(entry["body"])
+            with self._lock:
+                self.stats.batch_lines += 1
+                self.stats.received += 1
+            status = self.batch_line(body)
+            if status is None:
+                missing = True
+                continue
+            if status == 200:
+                answer = {"status_code": 200, "request_id": key[:12], "body": self._payload(body)}
+                output.append({"id": "line-" + key[:8], "custom_id": entry["custom_id"], "response": answer, "error": None})
+                with self._lock:
+                    self.stats.answered[key] += 1
+            else:
+                answer = {"status_code": status, "request_id": key[:12], "body": {"error": {"message": f"scripted {status}"}}}
+                errors.append({"id": "line-" + key[:8], "custom_id": entry["custom_id"], "response": answer, "error": None})
+        for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+            if lines:
+                content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+                batch[name] = self._store(content, "batch_output", name)["id"]
+        batch["status"] = "expired" if missing else "completed"
+
+    @staticmethod
+    def _public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if k != "polls"}
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})

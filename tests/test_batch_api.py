@@ -1,0 +1,109 @@
+"""--batch-api: requests through the provider's Batch API, on the loopback server's /v1/batches."""
+
+import json
+import time
+
+import datasets
+
+from conftest import assert_one_line_error, start_distill, write_jsonl
+from distill.testing.openai_server import LoopbackServer
+
+FAST = ["--batch-window", "0.05", "--batch-poll", "0.05"]
+KEY = {"OPENAI_API_KEY": "k"}
+
+
+def completions(cli, server, prompts, out, *args):
+    return cli("generate", "completions", "--input", prompts, "--backend", "openai", "--model", "m", "--base-url", server.url,
+               "-o", out, "-q", *args, env=KEY)
+
+
+def rows(out):
+    return datasets.load_dataset(str(out), split="train").to_list()
+
+
+def test_a_batch_run_makes_the_dataset_a_direct_run_makes_at_half_the_price(cli, tmp_path, prompts_file):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("m: {input: 1.0, output: 2.0}\n")
+    with LoopbackServer() as server:
+        server.batch_polls = 3
+        result = completions(cli, server, prompts_file, tmp_path / "batch", "--batch-api", "--prices", prices, *FAST)
+        assert result.code == 0, result.err
+        assert server.stats.batches_created == 1 and server.stats.batch_lines == 20
+        assert server.stats.received == 20  # nothing went to /v1/chat/completions directly
+        assert completions(cli, server, prompts_file, tmp_path / "direct", "--prices", prices).code == 0
+    assert rows(tmp_path / "batch") == rows(tmp_path / "direct")
+    cost = {name: json.loads((tmp_path / name / "stats.json").read_text())["cost_usd"] for name in ("batch", "direct")}
+    assert cost["direct"] > 0 and abs(cost["batch"] - cost["direct"] / 2) < 1e-9
+    journal = [json.loads(line) for line in (tmp_path / "batch" / "batches.jsonl").read_text().splitlines()]
+    assert [(j["batch"], len(j["keys"])) for j in journal] == [("batch_1", 20)]
+
+
+def test_multi_turn_dialogues_go_through_a_batch_per_turn(cli, tmp_path):
+    from test_ultrachat import body_reply
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": f"text number {i}"} for i in range(4)])
+    args = ["generate", "ultrachat", "--backend", "openai", "--model", "m", "-n", "4", "--sectors", "materials=1",
+            "--materials", corpus, "--materials-rounds", "2", "-q"]
+    with LoopbackServer(reply=body_reply) as server:
+        assert cli(*args, "--base-url", server.url, "-o", tmp_path / "batch", "--batch-api", *FAST, env=KEY).code == 0
+        # answer 1, user turn, answer 2: three rounds of requests, each dialogue waiting on the last
+        assert server.stats.batches_created == 3 and server.stats.batch_lines == 12
+        assert cli(*args, "--base-url", server.url, "-o", tmp_path / "direct", env=KEY).code == 0
+    batch = datasets.load_dataset(str(tmp_path / "batch"), split="train_sft").to_list()
+    assert batch == datasets.load_dataset(str(tmp_path / "direct"), split="train_sft").to_list()
+
+
+def test_a_killed_run_waits_for_its_batch_instead_of_sending_it_again(tmp_path, prompts_file):
+    args = ["generate", "completions", "--input", prompts_file, "--backend", "openai", "--model", "m", "-q", *FAST,
+            "--batch-api", "-o", tmp_path / "run"]
+    with LoopbackServer() as server:
+        server.hold_batches = True
+        first = start_distill(*args, "--base-url", server.url, env=KEY)
+        deadline = time.monotonic() + 60
+        while server.stats.batches_created == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # polled a few times, still running
+        first.kill()
+        first.wait()
+        assert server.stats.batches_created == 1 and server.stats.batch_lines == 0
+        server.hold_batches = False
+        again = start_distill(*args, "--base-url", server.url, env=KEY)
+        assert again.wait(60) == 0, again.stderr.read()
+        assert server.stats.batches_created == 1  # the same batch, read when it ended
+        assert server.stats.batch_lines == 20 and max(server.stats.answered.values()) == 1
+    assert len(rows(tmp_path / "run")) == 20
+
+
+def test_failed_lines_and_expired_batches(cli, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in ["fine one", "bad one", "flaky one", "late one", "fine two"]])
+    seen = set()
+
+    def line(body):
+        text = body["messages"][-1]["content"]
+        first = text not in seen
+        seen.add(text)
+        if text.startswith("bad"):
+            return 400  # rejected: the item goes to failed.jsonl
+        if text.startswith("flaky") and first:
+            return 500  # retried, in a later batch
+        if text.startswith("late") and first:
+            return None  # unanswered: the batch expires, the request goes in a later batch
+        return 200
+
+    with LoopbackServer() as server:
+        server.batch_line = line
+        result = completions(cli, server, prompts, tmp_path / "run", "--batch-api", *FAST)
+        assert result.code == 0, result.err
+        # The two retries (after the client's backoff) may share a later batch or not.
+        assert server.stats.batch_lines == 7 and server.stats.batches_created in (2, 3)
+    assert sorted(r["prompt"] for r in rows(tmp_path / "run")) == ["fine one", "fine two", "flaky one", "late one"]
+    failed = [json.loads(line) for line in (tmp_path / "run" / "failed.jsonl").read_text().splitlines()]
+    assert len(failed) == 1 and "HTTP 400" in failed[0]["error"]
+
+
+def test_batch_api_needs_one_openai_endpoint(cli, tmp_path, prompts_file):
+    result = cli("generate", "completions", "--input", prompts_file, "--backend", "fake", "--batch-api", "-o", tmp_path / "a")
+    assert_one_line_error(result, "--batch-api", "openai backend")
+    result = cli("generate", "completions", "--input", prompts_file, "--backend", "openai", "--model", "m", "--batch-api",
+                 "--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://127.0.0.1:10/v1", "-o", tmp_path / "b", env=KEY)
+    assert_one_line_error(result, "one --base-url")
