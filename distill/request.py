@@ -17,6 +17,7 @@ class SamplingParams:
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    presence_penalty: float | None = None  # None: the backend's default (part of the key only when set)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Request:
         if self.json_schema is not None:
             body["json_schema"] = self.json_schema
         body["params"]["stop"] = list(self.params.stop)
+        if self.params.presence_penalty is None:  # keys of requests without it stay as they were
+            del body["params"]["presence_penalty"]
         # 1 and 1.0 are the same temperature: keep them one cache key.
         body["params"]["temperature"] = float(self.params.temperature)
         body["params"]["top_p"] = float(self.params.top_p)

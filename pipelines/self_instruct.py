@@ -80,8 +80,10 @@ class SelfInstructConfig(EngineConfig):
     prompt_style: PromptStyle = "auto"  # auto: completion on llamacpp (a base model), else chat
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(0.5, gt=0, le=1)
+    presence_penalty: float | None = Field(2.0, ge=-2, le=2)
     max_new_tokens: int = Field(1024, ge=16)
     instance_temperature: float = Field(0.0, ge=0, le=2)
+    instance_presence_penalty: float | None = Field(1.5, ge=-2, le=2)
     instance_max_new_tokens: int = Field(350, ge=16)
 
     @model_validator(mode="after")
@@ -287,7 +289,8 @@ class SelfInstruct:
         config = self.config
         after = config.list_length + 1  # the model is to stop before this number
         params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens,
-                                seed=derive_seed(config.seed, "bootstrap", round_, prompt))
+                                seed=derive_seed(config.seed, "bootstrap", round_, prompt),
+                                presence_penalty=config.presence_penalty)
         return await self.ask("bootstrap.j2", {"tasks": tasks, "new": config.list_length - len(tasks)}, params,
                               stop=("\n\n", f"\n{after}", f"{after}.", f"{after} ."))
 
@@ -309,8 +312,10 @@ class SelfInstruct:
         is_classification = parse_classification(reply.text)
         template = "instances_output_first.j2" if is_classification else "instances_input_first.j2"
         params = SamplingParams(self.config.instance_temperature, 1.0, self.config.instance_max_new_tokens,
-                                seed=derive_seed(self.config.seed, "instances", instruction))
-        reply = await self.ask(template, {"instruction": instruction}, params, stop=("Task:",), new_line=True)
+                                seed=derive_seed(self.config.seed, "instances", instruction),
+                                presence_penalty=self.config.instance_presence_penalty)
+        stop = (f"Example {self.config.max_instances + 1}", "Task:")
+        reply = await self.ask(template, {"instruction": instruction}, params, stop=stop, new_line=True)
         parse = parse_output_first if is_classification else parse_input_first
         instances = parse(reply.text)
         if reply.finish_reason == "length" and instances:

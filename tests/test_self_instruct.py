@@ -172,6 +172,9 @@ def test_chat_run_end_to_end(cli, tmp_path, monkeypatch, calls):
     # Bootstrap prompts: chat, 8 tasks shown, a round of 3 at a time.
     boot = [c for c in calls if "Continue the list" in c.messages[-1]["content"]]
     assert boot and len(boot) % 3 == 0 and all(len(shown_tasks(c.messages[-1]["content"])) == 8 for c in boot)
+    assert {c.params.presence_penalty for c in boot} == {2.0} and {c.params.top_p for c in boot} == {0.5}
+    examples = [c for c in calls if "Write examples for each task" in c.messages[-1]["content"]]
+    assert examples and {c.params.presence_penalty for c in examples} == {1.5}
     assert all(c.prompt is None for c in calls)
     stats = json.loads((out / "stats.json").read_text())
     removed = {f["name"]: f["removed"] for f in stats["filters"]}
@@ -188,6 +191,8 @@ def test_completion_style_and_included_seeds(cli, tmp_path, monkeypatch, calls):
     assert calls and all(c.messages is None for c in calls)
     boot = next(c for c in calls if "list of varied tasks" in c.prompt)
     assert boot.prompt.endswith("\n9.") and "\n17" in boot.params.stop
+    instances = next(c for c in calls if c.prompt.startswith("Write examples for each task"))
+    assert instances.prompt.endswith("\n") and instances.params.stop == ("Example 6", "Task:")
     rows = datasets.load_dataset(str(out), split="train").to_list()
     seeds = [r for r in rows if r["source"] == "seed"]
     assert len({r["instruction"] for r in seeds}) == 25 and len({r["instruction"] for r in rows if r["source"] == "machine"}) <= 6

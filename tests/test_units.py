@@ -639,3 +639,13 @@ def test_user_yaml_reads_as_yaml_1_2():
 
     assert apply_overrides({}, ["training.save_strategy=no", "training.learning_rate=1e-5"]) == {
         "training": {"save_strategy": "no", "learning_rate": 1e-5}}
+
+
+def test_presence_penalty_is_in_the_key_and_the_body_only_when_set():
+    from distill.backends.openai_backend import request_body
+
+    plain = Request.chat("m", CHAT, SamplingParams(0.7))
+    assert "presence_penalty" not in plain.to_dict()["params"]  # keys cached before it existed still match
+    penalised = Request.chat("m", CHAT, SamplingParams(0.7, presence_penalty=2.0))
+    assert penalised.key() != plain.key() and penalised.to_dict()["params"]["presence_penalty"] == 2.0
+    assert "presence_penalty" not in request_body(plain)[1] and request_body(penalised)[1]["presence_penalty"] == 2.0

@@ -107,6 +107,8 @@ class LlamaCppBackend:
     def _generate(self, request: Request) -> Response:
         p = request.params
         sampling = dict(temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed)
+        if p.presence_penalty is not None:
+            sampling["presence_penalty"] = p.presence_penalty
         if request.json_schema is not None:
             sampling["grammar"] = self._grammar(request.json_schema)
         with self._lock:

@@ -64,6 +64,8 @@ def request_body(request: Request) -> tuple[str, dict[str, Any]]:
         body["stop"] = list(p.stop)
     if p.seed is not None:
         body["seed"] = p.seed
+    if p.presence_penalty is not None:
+        body["presence_penalty"] = p.presence_penalty
     if request.messages is None:
         return "/v1/completions", {**body, "prompt": request.prompt}
     if request.json_schema is not None:

@@ -34,6 +34,7 @@ def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
         "max_tokens": params.max_tokens,
         "stop": list(params.stop),
         "seed": params.seed,
+        **({"presence_penalty": params.presence_penalty} if params.presence_penalty is not None else {}),
     }
 
 

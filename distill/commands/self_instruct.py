@@ -23,8 +23,10 @@ from distill.commands.options import engine_options, report
                    "message.  [default: auto: completion on llamacpp, else chat]")
 @click.option("--temperature", type=float, help="Bootstrap sampling temperature.  [default: 0.7]")
 @click.option("--top-p", type=float, help="Bootstrap nucleus sampling.  [default: 0.5]")
+@click.option("--presence-penalty", type=float, help="Bootstrap presence penalty, as the paper.  [default: 2.0]")
 @click.option("--max-new-tokens", type=int, help="Most tokens per bootstrap reply.  [default: 1024]")
 @click.option("--instance-temperature", type=float, help="[default: 0.0]")
+@click.option("--instance-presence-penalty", type=float, help="[default: 1.5]")
 @click.option("--instance-max-new-tokens", type=int, help="Most tokens per reply with instances.  [default: 350]")
 @engine_options
 @click.pass_context
