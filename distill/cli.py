@@ -38,6 +38,7 @@ class LazyGroup(click.Group):
         "binarize": "distill.commands.binarize:binarize",
         "filter": "distill.commands.filter:filter",
         "generate": "distill.commands.generate:generate",
+        "merge": "distill.commands.merge:merge",
         "push": "distill.commands.push:push",
         "rate": "distill.commands.rate:rate",
         "stats": "distill.commands.stats:stats",

@@ -30,7 +30,7 @@ class EngineConfig(BaseModel):
     RUNTIME_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"output", "fresh", "concurrency", "rpm", "tpm", "max_retries", "timeout", "max_cost_usd",
          "max_tokens", "prices", "quiet", "limit", "base_url", "api_key_env", "tensor_parallel_size",
-         "n_threads", "n_ctx", "test_size", "format", "batch_api", "batch_window", "batch_poll"}
+         "n_threads", "n_ctx", "test_size", "format", "batch_api", "batch_window", "batch_poll", "export_only"}
     )
 
     output: Path
@@ -59,6 +59,26 @@ class EngineConfig(BaseModel):
     batch_api: bool = False
     batch_window: float = Field(10.0, gt=0)
     batch_poll: float = Field(30.0, gt=0)
+    # Beyond one machine: this process does items K, K+N, K+2N, ... (`distill merge` joins the shards).
+    shard: str | None = None
+    export_only: bool = False  # write the dataset from the records; ask nothing
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+            if not found or int(found[2]) < 1 or int(found[1]) >= int(found[2]):
+                raise ValueError(f"is K/N with 0 <= K < N, like 0/4, not {value!r}")
+            value = f"{int(found[1])}/{int(found[2])}"
+        return value
+
+    def shard_of(self) -> tuple[int, int] | None:
+        """(K, N) of --shard K/N, or None."""
+        if self.shard is None:
+            return None
+        k, n = self.shard.split("/")
+        return int(k), int(n)
 
     @field_validator("api_key_env")
     @classmethod

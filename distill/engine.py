@@ -47,6 +47,12 @@ def execute(
     `models` are the models the pipeline asks, as names or specs of where they live
     (None: the backend's own model); they set the routes, the prices and the card.
     """
+    shard = config.shard_of()
+    if shard:
+        k, n = shard
+        items = [item for index, item in enumerate(items) if index % n == k]
+    if config.export_only:
+        return export_only(command, config, items, build, method)
     # Everything that can refuse the options comes before the run directory is touched.
     backend_name = choose_backend(config)
     specs = [parse_model_spec(m) if m else None for m in (models or [None])]
@@ -118,6 +124,32 @@ def execute(
         finished = sorted((r for r in records if r["id"] in wanted), key=lambda r: _order(r["id"]))
         export(run, build(finished), config, method, [public_input(m) for m in run_models])
         return outcome
+    finally:
+        run.close()
+
+
+def export_only(command: str, config: EngineConfig, items: list[tuple[str, Any]],
+                build: Callable[[list[dict[str, Any]]], Built], method: Method) -> Outcome:
+    """Write the dataset from the run's records (after `distill merge`, or to re-export with
+    another --test-size or --format); no backend, no request."""
+    from distill.run import CONFIG
+
+    if not (config.output / CONFIG).is_file():
+        raise DistillError(f"{config.output} holds no run to export")
+    run = RunDir.open(command, config)
+    try:
+        records, failures = run.records(), run.failures()
+        wanted = {item_id for item_id, _ in items}
+        finished = sorted((r for r in records if r["id"] in wanted), key=lambda r: _order(r["id"]))
+        missing = len(wanted) - len(finished) - sum(item_id in failures for item_id in wanted)
+        records.close()
+        failures.close()
+        if missing:
+            raise DistillError(f"{missing} of {len(wanted)} items of {run.path} are not generated yet: "
+                               "run the command without --export-only to finish them")
+        models = run.read_stats().get("models") or []
+        export(run, build(finished), config, method, [public_input(m) for m in models])
+        return Outcome(total=len(items), done=len(finished), failed=len(wanted) - len(finished))
     finally:
         run.close()
 

@@ -75,7 +75,7 @@ class RunDir:
             is_run = False
         if is_run:
             self._check_same_run()
-        stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh"})}
+        stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh", "export_only"})}
         write_atomic(path / CONFIG, yaml.safe_dump(stored, sort_keys=False, allow_unicode=True))
 
     def _lock(self) -> None:

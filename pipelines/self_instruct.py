@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from distill.backends import choose_backend
 from distill.card import Method
@@ -85,6 +85,13 @@ class SelfInstructConfig(EngineConfig):
     instance_temperature: float = Field(0.0, ge=0, le=2)
     instance_presence_penalty: float | None = Field(1.5, ge=-2, le=2)
     instance_max_new_tokens: int = Field(350, ge=16)
+
+    @field_validator("shard")
+    @classmethod
+    def _one_bootstrap(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("the bootstrap is one sequence of rounds and cannot be split over machines")
+        return value
 
     @model_validator(mode="after")
     def _prompt_fits_the_list(self):

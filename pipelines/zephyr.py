@@ -49,6 +49,13 @@ class ZephyrConfig(EngineConfig):
     accelerate_config: str | None = None
     stop_after: Literal["data", "sft", "dpo"] = "dpo"
 
+    @field_validator("shard", "export_only")
+    @classmethod
+    def _whole_recipe(cls, value: Any, info) -> Any:
+        if value:
+            raise ValueError(f"is for the steps' own commands, not for the whole recipe ({info.field_name})")
+        return value
+
     @field_validator("pool", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

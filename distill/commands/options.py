@@ -41,6 +41,8 @@ _ENGINE_OPTIONS = [
     click.option("--batch-window", type=float, help="Seconds a batch gathers requests before it is sent.  [default: 10]"),
     click.option("--batch-poll", type=float, help="Seconds between looks at a running batch.  [default: 30]"),
     click.option("--seed", type=int, help="Seed from which all randomness derives.  [default: 0]"),
+    click.option("--shard", help="K/N: do items K, K+N, K+2N, ... only (one of N machines); `distill merge` joins the runs."),
+    click.option("--export-only", is_flag=True, default=None, help="Write the dataset from the run's records; ask nothing."),
     click.option("-q", "--quiet", is_flag=True, default=False, help="No progress bar."),
     click.option("--test-size", type=float, help="Seeded test split: a fraction (<1) or a number of prompts."),
     click.option("--format", type=click.Choice(["parquet", "jsonl"]), help="jsonl also writes JSON Lines beside the parquet shards."),
