@@ -107,3 +107,31 @@ def test_batch_api_needs_one_openai_endpoint(cli, tmp_path, prompts_file):
     result = cli("generate", "completions", "--input", prompts_file, "--backend", "openai", "--model", "m", "--batch-api",
                  "--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://127.0.0.1:10/v1", "-o", tmp_path / "b", env=KEY)
     assert_one_line_error(result, "one --base-url")
+
+
+def test_a_refused_batch_stops_the_run(cli, tmp_path, prompts_file):
+    with LoopbackServer() as server:
+        server.refuse_batches("line 3: unknown parameter")
+        result = completions(cli, server, prompts_file, tmp_path / "refused", "--batch-api", *FAST)
+        assert_one_line_error(result, "refused batch", "unknown parameter")
+        assert server.stats.batches_created == 1  # not sent again and again
+
+
+def test_a_batch_the_endpoint_no_longer_knows_is_sent_again(tmp_path, prompts_file):
+    args = ["generate", "completions", "--input", prompts_file, "--backend", "openai", "--model", "m", "-q", *FAST,
+            "--batch-api", "-o", tmp_path / "run"]
+    with LoopbackServer() as first_server:
+        first_server.hold_batches = True
+        port, url = first_server.port, first_server.url
+        first = start_distill(*args, "--base-url", url, env=KEY)
+        deadline = time.monotonic() + 60
+        while first_server.stats.batches_created == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.kill()
+        first.wait()
+    with LoopbackServer(port=port) as server:  # the same address, but batch_1 is gone
+        again = start_distill(*args, "--base-url", url, env=KEY)
+        assert again.wait(60) == 0, again.stderr.read()
+        # Each request sent once more (in as many batches as the retries' jitter spread over the window).
+        assert server.stats.batch_lines == 20 and max(server.stats.answered.values()) == 1
+    assert len(rows(tmp_path / "run")) == 20

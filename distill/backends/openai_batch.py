@@ -145,6 +145,11 @@ class BatchQueue:
                 failures = 0
             except Exception as err:  # noqa: BLE001 - a poll that fails is tried again
                 failures += 1
+                if getattr(err, "status_code", None) == 404:  # not on this endpoint (any more): send again
+                    self._pollers.pop(batch_id, None)
+                    self._settle(batch_id, {}, TransientError(f"batch {batch_id} is unknown to {self.where}",
+                                                              kind="batch_unknown"))
+                    return
                 if failures > 5:
                     self._pollers.pop(batch_id, None)
                     self._settle(batch_id, {}, _as_backend_error(err, f"polling batch {batch_id} on {self.where}"))
@@ -160,9 +165,11 @@ class BatchQueue:
         except Exception as err:  # noqa: BLE001
             self._settle(batch_id, {}, _as_backend_error(err, f"reading the results of batch {batch_id}"))
             return
+        if batch.status == "failed":  # the provider refused the batch file itself: sending it again is no use
+            errors = "; ".join(str(e.message) for e in (batch.errors.data if batch.errors else [])[:3])
+            self._settle(batch_id, answered, PermanentError(f"{self.where} refused batch {batch_id}: {errors or 'no detail'}"))
+            return
         reason = f"batch {batch_id} ended {batch.status} without an answer for this request"
-        if batch.status == "failed" and batch.errors and batch.errors.data:
-            reason += ": " + "; ".join(str(e.message) for e in batch.errors.data[:3])
         self._settle(batch_id, answered, TransientError(reason, kind="batch_unanswered"))
 
     async def _results(self, batch) -> dict[str, dict]:

@@ -99,6 +99,7 @@ class LoopbackServer:
         self.batch_line: Callable[[dict], int | None] = lambda body: 200
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict] = {}
+        self._refusal: str | None = None
         self.faults = faults or FaultPlan()
         self.api_key = api_key
         self.port = port
@@ -163,8 +164,10 @@ class LoopbackServer:
         if batch is None:
             return web.json_response({"error": {"message": "no such batch"}}, status=404)
         batch["polls"] += 1
-        if batch["status"] == "validating":
+        if batch["status"] == "validating" and not self._refusal:
             batch["status"] = "in_progress"
+        if batch["status"] == "validating" and self._refusal:
+            batch.update(status="failed", errors={"object": "list", "data": [{"code": "invalid", "message": self._refusal}]})
         if batch["status"] == "in_progress" and not self.hold_batches and batch["polls"] >= self.batch_polls:
             self._finish(batch)
         return web.json_response(self._public(batch))
@@ -194,6 +197,10 @@ class LoopbackServer:
                 content = "".join(json.dumps(line) + "\n" for line in lines).encode()
                 batch[name] = self._store(content, "batch_output", name)["id"]
         batch["status"] = "expired" if missing else "completed"
+
+    def refuse_batches(self, message: str) -> None:
+        """Batches created from now on fail validation, as a provider refusing the file does."""
+        self._refusal = message
 
     @staticmethod
     def _public(batch: dict) -> dict:
