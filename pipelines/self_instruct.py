@@ -236,8 +236,8 @@ class Bootstrap:
     def shown_tasks(self, round_: int, prompt: int) -> list[str]:
         """The tasks one prompt shows: some written by the model so far, the rest seeds, shuffled."""
         rng = rng_for(self.config.seed, "bootstrap", round_, prompt)
-        written = [instruction for instruction, _, _ in self.machine]
-        tasks = rng.sample(written, min(self.config.machine_per_prompt, len(written)))
+        picked = rng.sample(range(len(self.machine)), min(self.config.machine_per_prompt, len(self.machine)))
+        tasks = [self.machine[i][0] for i in picked]  # indices: no copy of a pool of many thousands
         count = self.config.human_per_prompt + self.config.machine_per_prompt - len(tasks)
         tasks += rng.sample(self.seeds, min(count, len(self.seeds)))
         rng.shuffle(tasks)
