@@ -235,3 +235,16 @@ def test_accelerate_config_names_and_files(cli, tmp_path):
     assert result.code == 0 and f"--config_file {own}" in result.out
     assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--num-gpus", "2",
                               "--accelerate-config", "megatron", "--dry-run"), "megatron")
+
+
+def test_qlora_on_a_gpu_without_bitsandbytes_is_one_line(cli, tmp_path, base_model, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    result = cli("train", "sft", "--config", recipe(tmp_path, "sft", base_model, data), "peft.method=qlora", "--dry-run")
+    assert_one_line_error(result, "pip install bitsandbytes")

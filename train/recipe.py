@@ -138,10 +138,14 @@ def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe
 
 
 def _need_gpu_for_qlora() -> None:
+    import importlib.util
+
     import torch
 
     if not torch.cuda.is_available():
         raise ConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); use peft.method: lora on the CPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("QLoRA needs the bitsandbytes package: pip install bitsandbytes")
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:
