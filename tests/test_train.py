@@ -248,3 +248,11 @@ def test_qlora_on_a_gpu_without_bitsandbytes_is_one_line(cli, tmp_path, base_mod
     data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
     result = cli("train", "sft", "--config", recipe(tmp_path, "sft", base_model, data), "peft.method=qlora", "--dry-run")
     assert_one_line_error(result, "pip install bitsandbytes")
+
+
+def test_without_the_train_extra_is_one_line(cli, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_paper", "--dry-run"), "pip install 'distill[train]'")

@@ -115,7 +115,18 @@ def check_training_keys(recipe: Recipe) -> None:
             raise ConfigError(f"unknown training key {key!r} for TRL's {recipe.trl_config_class().__name__}")
 
 
+def require_training_stack() -> None:
+    """The train extra, before anything reads a recipe: a clear line instead of an ImportError."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers", "trl") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"training needs {', '.join(missing)}: pip install 'distill[train]' "
+                          "(with torch==2.13.0 first on a CPU-only machine, or your CUDA build of torch)")
+
+
 def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe:
+    require_training_stack()
     values = read_yaml_config(path) if path else {}
     declared = values.pop("stage", stage)
     if declared != stage:
