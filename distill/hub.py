@@ -93,6 +93,6 @@ def push_run(run_path: Path, repo_id: str, private: bool = False, revision: str 
 MODEL_IGNORE = ["checkpoint-*", "checkpoint-*/**", "training_args.bin", "runs/**"]
 
 
-def push_model(model_dir: Path, repo_id: str, api=None) -> str:
+def push_model(model_dir: Path, repo_id: str, private: bool = False, api=None) -> str:
     """Upload a trained model (weights, tokenizer, card, metrics) from a training output_dir."""
-    return upload(api or hub_api(), repo_id, "model", Path(model_dir), ignore_patterns=MODEL_IGNORE)
+    return upload(api or hub_api(), repo_id, "model", Path(model_dir), private=private, ignore_patterns=MODEL_IGNORE)

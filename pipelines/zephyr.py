@@ -48,6 +48,11 @@ class ZephyrConfig(EngineConfig):
     num_gpus: int = Field(1, ge=1)
     accelerate_config: str | None = None
     stop_after: Literal["data", "sft", "dpo"] = "dpo"
+    push_to_hub: str | None = None  # ORG/NAME: datasets NAME-ultrachat, NAME-feedback; models NAME-sft, NAME-dpo
+    private: bool = False
+
+    def repo(self, step: str) -> str:
+        return f"{self.push_to_hub}-{step}"
 
     @field_validator("shard", "export_only")
     @classmethod
@@ -104,6 +109,10 @@ def plan(config: ZephyrConfig) -> Plan:
 
     root = Path(config.output)
     engine = _engine(config)
+    if config.push_to_hub:
+        from distill.hub import check_repo_id
+
+        check_repo_id(config.push_to_hub, "--push-to-hub")
     for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback)):
         shared = sorted(set(extra) & (set(engine) | {"output"}))
         if shared:
@@ -154,6 +163,7 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
 
     steps = plan(config)
     check_installed(config.accelerate_config if steps.training else None)
+    publish = _publisher(config, say)
     if config.fresh:  # the generation steps start over by themselves; the rest is removed here
         for path in [steps.clean, *(Path(step.recipe.output_dir) for step in steps.training)]:
             shutil.rmtree(path, ignore_errors=True)
@@ -163,14 +173,37 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
     say(f"2/5 cleaning -> {steps.clean}")
     removed = filter_dataset(str(steps.ultrachat.output), steps.filters, steps.clean)
     summary["removed"] = {entry["name"]: entry["removed"] for entry in removed}
+    publish("ultrachat", steps.clean)
     say(f"3/5 UltraFeedback preferences -> {steps.ultrafeedback.output}")
     summary["prompts_rated"] = ultrafeedback.run(steps.ultrafeedback).done
+    publish("feedback", steps.ultrafeedback.output)
     for number, step in enumerate(steps.training, start=4):
         label = {"sft": "dSFT", "dpo": "dDPO"}[step.stage]
         if trained(step):
             say(f"{number}/5 {label}: done before, kept in {step.recipe.output_dir}")
-            continue
-        say(f"{number}/5 {label} -> {step.recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
-        metrics = run_stage(step.stage, step.recipe, step.command, step.resolved, config.accelerate_config)
-        summary[f"{step.stage}_train_loss"] = metrics.get("train_loss")
+        else:
+            say(f"{number}/5 {label} -> {step.recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
+            metrics = run_stage(step.stage, step.recipe, step.command, step.resolved, config.accelerate_config)
+            summary[f"{step.stage}_train_loss"] = metrics.get("train_loss")
+        publish(step.stage, step.recipe.output_dir)
     return summary
+
+
+def _publisher(config: ZephyrConfig, say: Callable[[str], None]) -> Callable[[str, Path], None]:
+    """What uploads each step's output with --push-to-hub (again on a resumed run: uploads are
+    idempotent, and one that failed is retried); the token is checked before any step."""
+    if not config.push_to_hub:
+        return lambda step, path: None
+    from distill import hub
+
+    hub.hub_api()
+
+    def publish(step: str, path: Path) -> None:
+        repo = config.repo(step)
+        if step in ("sft", "dpo"):
+            hub.push_model(path, repo, private=config.private)
+        else:
+            hub.push_run(path, repo, private=config.private)
+        say(f"    pushed to {repo}")
+
+    return publish

@@ -9,7 +9,7 @@ import datasets
 import pytest
 import yaml
 
-from conftest import assert_one_line_error
+from conftest import StandInHub, assert_one_line_error
 from test_ultrachat import scripted as ultrachat_teacher
 from test_ultrafeedback import judge_json, quality
 
@@ -128,3 +128,26 @@ def test_bad_settings_stop_before_anything_is_written(cli, tmp_path, monkeypatch
     result = cli("zephyr", "--backend", "fake", *pool, "--dialogues", "4", "-o", out, "-q", *args, *extra)
     assert_one_line_error(result, needle)
     assert not out.exists()
+
+
+def test_push_to_hub_publishes_each_step(cli, tmp_path, monkeypatch, base_model):
+    hub = StandInHub()
+    monkeypatch.setattr("distill.hub.hub_api", lambda: hub)
+    out = tmp_path / "z"
+    result = zephyr(cli, monkeypatch, out, *cpu_training(base_model), "--stop-after", "sft", "--push-to-hub", "me/zeph",
+                    "--private")
+    assert result.code == 0, result.err
+    created = [(call[1], call[2]["repo_type"], call[2]["private"]) for call in hub.calls if call[0] == "create_repo"]
+    assert created == [("me/zeph-ultrachat", "dataset", True), ("me/zeph-feedback", "dataset", True),
+                       ("me/zeph-sft", "model", True)]
+    assert "data/train_prefs-00000-of-00001.parquet" in hub.uploaded and "model.safetensors" in hub.uploaded
+
+
+def test_push_to_hub_without_a_token_stops_before_anything(cli, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    out = tmp_path / "z"
+    assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "me/zeph"), "HF_TOKEN")
+    assert not out.exists()
+    assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "zeph"), "org/name")

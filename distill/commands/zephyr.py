@@ -16,6 +16,8 @@ from distill.commands.options import engine_options
 @click.option("--dpo", multiple=True, help="A dDPO recipe override KEY=VALUE; repeatable.")
 @click.option("--num-gpus", type=int, help="GPUs to train on.  [default: 1]")
 @click.option("--accelerate-config", help="multi_gpu, deepspeed_zero3 or fsdp, or your own accelerate config file.")
+@click.option("--push-to-hub", help="ORG/NAME: push the datasets as NAME-ultrachat and NAME-feedback, the models as NAME-sft and NAME-dpo.")
+@click.option("--private", is_flag=True, default=None, help="Make the pushed repositories private.")
 @click.option("--stop-after", type=click.Choice(["data", "sft", "dpo"]), help="Stop after the data, or after dSFT.  [default: dpo]")
 @engine_options
 @click.pass_context
