@@ -151,6 +151,30 @@ def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eva
     return TrainingStep(stage, recipe, command, resolved, note)
 
 
+def describe(steps: Plan, config: ZephyrConfig) -> list[str]:
+    """What `run` would do, step by step, for --dry-run."""
+    import shlex
+
+    uc, uf = steps.ultrachat, steps.ultrafeedback
+    sectors = ",".join(f"{name}={weight:g}" for name, weight in uc.sectors.items())
+    lines = [
+        f"1/5 UltraChat: {uc.num_dialogues} dialogues by {uc.assistant_model or config.model or 'the backend model'} "
+        f"({sectors}) -> {uc.output}",
+        f"2/5 cleaning: {', '.join(name for name, _ in steps.filters.filters)} -> {steps.clean}",
+        f"3/5 UltraFeedback: prompts from {uf.input}" + (f" (at most {uf.limit})" if uf.limit else "")
+        + f", {uf.completions_per_prompt} of {len(uf.models)} pool models each, judge {uf.judge or config.model or 'the backend model'}"
+        f" -> {uf.output}",
+    ]
+    for number, step in enumerate(steps.training, start=4):
+        recipe = step.recipe
+        lines.append(f"{number}/5 {step.stage}: {recipe.model.name_or_path}, {recipe.peft.method if recipe.peft.method != 'none' else 'full'}"
+                     f" -> {recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
+        lines.append("    " + shlex.join(step.command))
+    if config.push_to_hub:
+        lines.append(f"push: {', '.join(config.repo(s) for s in ['ultrachat', 'feedback', *(t.stage for t in steps.training)])}")
+    return lines
+
+
 def trained(step: TrainingStep) -> bool:
     return (Path(step.recipe.output_dir) / "train_metrics.json").is_file()
 

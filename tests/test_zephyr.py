@@ -151,3 +151,16 @@ def test_push_to_hub_without_a_token_stops_before_anything(cli, tmp_path, monkey
     assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "me/zeph"), "HF_TOKEN")
     assert not out.exists()
     assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "zeph"), "org/name")
+
+
+def test_dry_run_checks_and_prints_every_step(cli, tmp_path, monkeypatch):
+    out = tmp_path / "z"
+    result = cli("zephyr", "--backend", "fake", "--pool", POOL, "--dialogues", "40", "--num-gpus", "8", "--dry-run",
+                 "--push-to-hub", "me/zeph", "-o", out)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].startswith("1/5 UltraChat: 40 dialogues") and "dedup, refusal, degenerate, repetition" in lines[1]
+    assert "4 of 4 pool models" in lines[2] and "mistralai/Mistral-7B-v0.1, full" in lines[3]
+    assert "accelerate.commands.launch" in lines[4] and "--num_processes 8" in lines[4]
+    assert lines[-1] == "push: me/zeph-ultrachat, me/zeph-feedback, me/zeph-sft, me/zeph-dpo"
+    assert not out.exists()  # nothing written, nothing asked

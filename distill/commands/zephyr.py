@@ -18,10 +18,11 @@ from distill.commands.options import engine_options
 @click.option("--accelerate-config", help="multi_gpu, deepspeed_zero3 or fsdp, or your own accelerate config file.")
 @click.option("--push-to-hub", help="ORG/NAME: push the datasets as NAME-ultrachat and NAME-feedback, the models as NAME-sft and NAME-dpo.")
 @click.option("--private", is_flag=True, default=None, help="Make the pushed repositories private.")
+@click.option("--dry-run", is_flag=True, help="Check everything and print what each step would do; start nothing.")
 @click.option("--stop-after", type=click.Choice(["data", "sft", "dpo"]), help="Stop after the data, or after dSFT.  [default: dpo]")
 @engine_options
 @click.pass_context
-def zephyr(ctx: click.Context, **_) -> None:
+def zephyr(ctx: click.Context, dry_run: bool, **_) -> None:
     """The Zephyr-7B recipe in one command: UltraChat dialogues, cleaning, UltraFeedback
     preferences, then dSFT and dDPO of the base model.
 
@@ -34,6 +35,10 @@ def zephyr(ctx: click.Context, **_) -> None:
     from distill.pipelines import zephyr as recipe
 
     config = resolve_config(recipe.ZephyrConfig, ctx, ctx.params.get("config"))
+    if dry_run:
+        for line in recipe.describe(recipe.plan(config), config):
+            click.echo(line)
+        return
     summary = recipe.run(config, lambda line: click.echo(line, err=True))
     parts = [f"{summary['dialogues']} dialogues", f"{summary['prompts_rated']} prompts rated"]
     parts += [f"{stage} train loss {summary[key]:.4f}" for stage, key in (("dSFT", "sft_train_loss"), ("dDPO", "dpo_train_loss"))
