@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, report
+from distill.commands.options import engine_options, run_pipeline
 
 
 @click.command()
@@ -33,9 +33,4 @@ def camel(ctx: click.Context, **_) -> None:
     inception prompts until the task is done. Writes train_sft/test_sft splits with the
     columns of HuggingFaceH4/ultrachat_200k plus roles and tasks.
     """
-    from distill.config import resolve_config
-    from distill.pipelines import camel as pipeline
-
-    config = resolve_config(pipeline.CamelConfig, ctx, ctx.params.get("config"))
-    outcome = pipeline.run(config)
-    report(outcome, "dialogues generated", config.output)
+    run_pipeline(ctx, "camel", "CamelConfig", "dialogues generated")

@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, input_options, report
+from distill.commands.options import engine_options, input_options, run_pipeline
 
 
 @click.command()
@@ -22,9 +22,4 @@ def completions(ctx: click.Context, **_) -> None:
     With no backend and no endpoint configured it runs the embedded llama.cpp model
     (Gemma 3 270M, a small base model: for demos and tests, not production data).
     """
-    from distill.config import resolve_config
-    from distill.pipelines import completions as pipeline
-
-    config = resolve_config(pipeline.CompletionsConfig, ctx, ctx.params.get("config"))
-    outcome = pipeline.run(config)
-    report(outcome, "completions", config.output)
+    run_pipeline(ctx, "completions", "CompletionsConfig", "completions")

@@ -71,6 +71,18 @@ def input_options(command):
     return command
 
 
+def run_pipeline(ctx: click.Context, module: str, config_class: str, what: str) -> None:
+    """The body of a generating command: its config (the --config YAML, then the flags the
+    user typed), its pipeline `distill.pipelines.<module>.run`, the closing line."""
+    import importlib
+
+    from distill.config import resolve_config
+
+    pipeline = importlib.import_module(f"distill.pipelines.{module}")
+    config = resolve_config(getattr(pipeline, config_class), ctx, ctx.params.get("config"))
+    report(pipeline.run(config), what, config.output)
+
+
 def report(outcome, what: str, output) -> None:
     """The closing line of a generating command."""
     rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""

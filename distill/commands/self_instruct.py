@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, report
+from distill.commands.options import engine_options, run_pipeline
 
 
 @click.command(name="self-instruct")
@@ -37,9 +37,4 @@ def self_instruct(ctx: click.Context, **_) -> None:
     (one row per instance). With no backend and no endpoint it runs the embedded llama.cpp
     model with completion-style prompts, as the paper did with a base model.
     """
-    from distill.config import resolve_config
-    from distill.pipelines import self_instruct as pipeline
-
-    config = resolve_config(pipeline.SelfInstructConfig, ctx, ctx.params.get("config"))
-    outcome = pipeline.run(config)
-    report(outcome, "instructions generated", config.output)
+    run_pipeline(ctx, "self_instruct", "SelfInstructConfig", "instructions generated")

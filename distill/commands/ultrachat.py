@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, report
+from distill.commands.options import engine_options, run_pipeline
 
 
 @click.command()
@@ -37,9 +37,4 @@ def ultrachat(ctx: click.Context, **_) -> None:
     HuggingFaceH4/ultrachat_200k. With no backend and no endpoint it runs the embedded
     llama.cpp model (a small base model: for demos and tests, not production data).
     """
-    from distill.config import resolve_config
-    from distill.pipelines import ultrachat as pipeline
-
-    config = resolve_config(pipeline.UltraChatConfig, ctx, ctx.params.get("config"))
-    outcome = pipeline.run(config)
-    report(outcome, "dialogues generated", config.output)
+    run_pipeline(ctx, "ultrachat", "UltraChatConfig", "dialogues generated")

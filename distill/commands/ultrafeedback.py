@@ -1,6 +1,6 @@
 import click
 
-from distill.commands.options import engine_options, input_options, report
+from distill.commands.options import engine_options, input_options, run_pipeline
 
 
 @click.command()
@@ -35,9 +35,4 @@ def ultrafeedback(ctx: click.Context, **_) -> None:
     Writes train_prefs/test_prefs and train_sft/test_sft splits, and a `completions` config
     with every completion, model, principle, order and rating.
     """
-    from distill.config import resolve_config
-    from distill.pipelines import ultrafeedback as pipeline
-
-    config = resolve_config(pipeline.UltraFeedbackConfig, ctx, ctx.params.get("config"))
-    outcome = pipeline.run(config)
-    report(outcome, "prompts rated", config.output)
+    run_pipeline(ctx, "ultrafeedback", "UltraFeedbackConfig", "prompts rated")
