@@ -109,6 +109,15 @@ def test_batch_api_needs_one_openai_endpoint(cli, tmp_path, prompts_file):
     assert_one_line_error(result, "one --base-url")
 
 
+def test_a_batch_that_cannot_be_looked_at_for_a_while_is_waited_for_not_sent_again(cli, tmp_path, prompts_file):
+    with LoopbackServer() as server:
+        server.failing_polls = 3
+        result = completions(cli, server, prompts_file, tmp_path / "run", "--batch-api", *FAST)
+        assert result.code == 0, result.err
+        assert server.stats.batches_created == 1 and server.stats.batch_lines == 20
+    assert len(rows(tmp_path / "run")) == 20
+
+
 def test_a_refused_batch_stops_the_run(cli, tmp_path, prompts_file):
     with LoopbackServer() as server:
         server.refuse_batches("line 3: unknown parameter")

@@ -162,31 +162,41 @@ class OpenAIBackend:
                 usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
                 model=getattr(raw, "model", None) or request.model,
             )
-        except openai.APITimeoutError as err:
-            raise TransientError(f"timeout from {where}", kind="timeout") from err
-        except openai.APIConnectionError as err:
-            raise TransientError(f"connection to {where} failed: {err}", kind="connection") from err
-        except openai.APIStatusError as err:
-            status = err.status_code
-            detail = _short(err)
-            if status in RETRYABLE_STATUS or status >= 500:
-                retry_after = parse_retry_after(err.response.headers)
-                raise TransientError(f"HTTP {status} from {where}: {detail}", retry_after, kind=f"http_{status}") from err
-            if status in (401, 403):
-                raise PermanentError(f"{where} refused the API key (HTTP {status}): {detail}") from err
-            if status == 404:
-                raise PermanentError(f"{where} has no model {request.model!r} or no such route (HTTP 404): {detail}") from err
-            if status in (400, 413, 422):
-                raise RejectedError(f"{where} rejected the request (HTTP {status}): {detail}") from err
-            raise PermanentError(f"{where} failed the request (HTTP {status}): {detail}") from err
-        except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-            raise TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed") from err
+        except (openai.APIError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+            raise api_error(err, where, request.model) from err
 
     async def aclose(self) -> None:
         if self.queue is not None:
             await self.queue.aclose()
         for endpoint in self.endpoints:
             await endpoint.client.close()
+
+
+def status_error(status: int, detail: str, where: str, retry_after: float | None = None,
+                 model: str | None = None) -> Exception:
+    """The backend error for an HTTP status: retried (408, 409, 425, 429, 5xx), the request
+    rejected (400, 413, 422: the item fails, the run goes on), or permanent (the run stops)."""
+    if status in RETRYABLE_STATUS or status >= 500:
+        return TransientError(f"HTTP {status} from {where}: {detail}", retry_after, kind=f"http_{status}")
+    if status in (401, 403):
+        return PermanentError(f"{where} refused the API key (HTTP {status}): {detail}")
+    if status == 404:
+        what = f"no model {model!r}" if model else "no such model"
+        return PermanentError(f"{where} has {what} or no such route (HTTP 404): {detail}")
+    if status in (400, 413, 422):
+        return RejectedError(f"{where} rejected the request (HTTP {status}): {detail}")
+    return PermanentError(f"{where} failed the request (HTTP {status}): {detail}")
+
+
+def api_error(err: Exception, where: str, model: str | None = None) -> Exception:
+    """The backend error for what the openai client raised, or for a reply it could not read."""
+    if isinstance(err, openai.APITimeoutError):
+        return TransientError(f"timeout from {where}", kind="timeout")
+    if isinstance(err, openai.APIConnectionError):
+        return TransientError(f"connection to {where} failed: {err}", kind="connection")
+    if isinstance(err, openai.APIStatusError):
+        return status_error(err.status_code, _short(err), where, parse_retry_after(err.response.headers), model)
+    return TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed")
 
 
 def _short(err: openai.APIStatusError) -> str:

@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from distill.backends.base import PermanentError, RejectedError, TransientError
+from distill.backends.base import PermanentError, TransientError
+from distill.backends.openai_backend import api_error, status_error
 
 ENDED = {"completed", "expired", "cancelled", "failed"}
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch
-RETRYABLE = {408, 409, 425, 429}
 
 
 class BatchJournal:
@@ -124,7 +124,7 @@ class BatchQueue:
             created = await self.client.batches.create(input_file_id=upload.id, endpoint=route, completion_window="24h",
                                                        metadata={"made_by": "distill"})
         except Exception as err:  # noqa: BLE001 - each waiter gets the error, the client decides on retries
-            error = _as_backend_error(err, f"sending a batch to {self.where}")
+            error = api_error(err, f"{self.where} (sending a batch)")
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -138,33 +138,21 @@ class BatchQueue:
             self._pollers[batch_id] = self._start(self._poll(batch_id))
 
     async def _poll(self, batch_id: str) -> None:
-        failures = 0
-        while True:
-            try:
-                batch = await self.client.batches.retrieve(batch_id)
-                failures = 0
-            except Exception as err:  # noqa: BLE001 - a poll that fails is tried again
-                failures += 1
-                if getattr(err, "status_code", None) == 404:  # not on this endpoint (any more): send again
-                    self._pollers.pop(batch_id, None)
-                    self._settle(batch_id, {}, TransientError(f"batch {batch_id} is unknown to {self.where}",
-                                                              kind="batch_unknown"))
-                    return
-                if failures > 5:
-                    self._pollers.pop(batch_id, None)
-                    self._settle(batch_id, {}, _as_backend_error(err, f"polling batch {batch_id} on {self.where}"))
-                    return
-                await asyncio.sleep(self.poll)
-                continue
-            if batch.status in ENDED:
-                break
-            await asyncio.sleep(self.poll)
-        self._pollers.pop(batch_id, None)
         try:
+            batch = await self.client.batches.retrieve(batch_id)
+            while batch.status not in ENDED:
+                await asyncio.sleep(self.poll)
+                batch = await self.client.batches.retrieve(batch_id)
             answered = await self._results(batch)
-        except Exception as err:  # noqa: BLE001
-            self._settle(batch_id, {}, _as_backend_error(err, f"reading the results of batch {batch_id}"))
+        except Exception as err:  # noqa: BLE001 - the waiters get the error, the client decides on retries
+            self._pollers.pop(batch_id, None)
+            if getattr(err, "status_code", None) == 404:  # not on this endpoint (any more): send again
+                self._settle(batch_id, {}, TransientError(f"batch {batch_id} is unknown to {self.where}",
+                                                          kind="batch_unknown"))
+            else:  # the batch is still on the provider: a retry waits for it again, it is not sent twice
+                self._settle(batch_id, {}, api_error(err, f"{self.where} (batch {batch_id})"), reattach=True)
             return
+        self._pollers.pop(batch_id, None)
         if batch.status == "failed":  # the provider refused the batch file itself: sending it again is no use
             errors = "; ".join(str(e.message) for e in (batch.errors.data if batch.errors else [])[:3])
             self._settle(batch_id, answered, PermanentError(f"{self.where} refused batch {batch_id}: {errors or 'no detail'}"))
@@ -184,15 +172,18 @@ class BatchQueue:
                         answered[entry["custom_id"]] = entry
         return answered
 
-    def _settle(self, batch_id: str, answered: dict[str, dict], unanswered: Exception) -> None:
+    def _settle(self, batch_id: str, answered: dict[str, dict], unanswered: Exception, reattach: bool = False) -> None:
         """Every waiter of the batch gets its line's reply or error; those without a line get
-        `unanswered` (retryable: the client sends them again, in a later batch)."""
+        `unanswered` (retryable: the client asks again, and the request goes into a later batch,
+        or with `reattach` waits for this one again)."""
         for key in self._members.pop(batch_id, set()):
             future = self._waiters.get(key)
             if future is None or future.done():
                 continue
             entry = answered.get(key)
             if entry is None:
+                if reattach:
+                    self._known[key] = batch_id
                 future.set_exception(unanswered)
                 continue
             response = entry.get("response") or {}
@@ -212,22 +203,6 @@ class BatchQueue:
 def _line_error(entry: dict, status: int | None, where: str) -> Exception:
     error = entry.get("error") or (entry.get("response") or {}).get("body", {}).get("error") or {}
     detail = " ".join(str(error.get("message") or error or "no detail").split())[:300]
-    if status is None or status in RETRYABLE or status >= 500:
-        return TransientError(f"batch line from {where}: HTTP {status}: {detail}", kind=f"http_{status}")
-    if status in (400, 413, 422):
-        return RejectedError(f"{where} rejected the request in a batch (HTTP {status}): {detail}")
-    return PermanentError(f"{where} failed the request in a batch (HTTP {status}): {detail}")
-
-
-def _as_backend_error(err: Exception, doing: str) -> Exception:
-    import openai
-
-    if isinstance(err, openai.APIStatusError):
-        status = err.status_code
-        detail = " ".join(str(getattr(err, "message", err)).split())[:300]
-        if status in RETRYABLE or status >= 500:
-            return TransientError(f"{doing}: HTTP {status}: {detail}", kind=f"http_{status}")
-        return PermanentError(f"{doing}: HTTP {status}: {detail}")
-    if isinstance(err, (openai.APIConnectionError, openai.APITimeoutError)):
-        return TransientError(f"{doing}: {err}", kind="connection")
-    return TransientError(f"{doing}: {type(err).__name__}: {err}", kind="malformed")
+    if status is None:
+        return TransientError(f"a batch line from {where} without a status: {detail}", kind="malformed")
+    return status_error(status, detail, where)

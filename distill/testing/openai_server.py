@@ -4,7 +4,7 @@ It answers /v1/chat/completions and /v1/completions with deterministic scripted 
 counts what it receives, and can inject faults: 429 with Retry-After, 500, replies slower
 than the client's timeout, dropped connections and malformed bodies. It also runs the
 Batch API (/v1/files, /v1/batches): a batch ends after `batch_polls` looks at it unless
-`hold_batches` is set, and `batch_line(body)` may give a line an HTTP status other than
+`hold_batches` is set (`failing_polls` makes the next looks fail with 500), and `batch_line(body)` may give a line an HTTP status other than
 200, or None to leave it unanswered (the batch then ends "expired").
 
 In a test:    with LoopbackServer(faults=FaultPlan(rates={"429": 0.2})) as server: ...server.url...
@@ -96,6 +96,7 @@ class LoopbackServer:
         self.latency = latency
         self.batch_polls = 1
         self.hold_batches = False
+        self.failing_polls = 0  # the next this many looks at a batch answer 500
         self.batch_line: Callable[[dict], int | None] = lambda body: 200
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, dict] = {}
@@ -163,6 +164,9 @@ class LoopbackServer:
         batch = self._batches.get(request.match_info["id"])
         if batch is None:
             return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        if self.failing_polls:
+            self.failing_polls -= 1
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
         batch["polls"] += 1
         if batch["status"] == "validating" and not self._refusal:
             batch["status"] = "in_progress"
