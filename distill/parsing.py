@@ -47,3 +47,8 @@ def _sequence(pattern: re.Pattern, text: str, first: int = 1) -> list[re.Match]:
         if int(match.group(1)) == first + len(markers):
             markers.append(match)
     return markers
+
+
+def same_text(a: str, b: str) -> bool:
+    """Equal but for case and whitespace: a model repeating a turn."""
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())

@@ -36,7 +36,7 @@ from distill.engine import execute
 from distill.errors import ConfigError, InputError, RequestRejected
 from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
 from distill.inputs import load_rows
-from distill.parsing import list_items
+from distill.parsing import list_items, same_text
 from distill.prompting import render
 from distill.request import Message, Request, Response, SamplingParams
 from distill.runner import Outcome
@@ -180,12 +180,8 @@ def clean_solution(text: str) -> str:
     return NEXT_REQUEST.sub("", text).strip()
 
 
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
-
-
 def _repeats(text: str, earlier: list[str]) -> bool:
-    return any(_same(text, other) for other in earlier)
+    return any(same_text(text, other) for other in earlier)
 
 
 def perspective(messages: list[Message], side: str) -> list[Message]:

@@ -35,7 +35,7 @@ from distill.engine import execute
 from distill.errors import ConfigError, InputError
 from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
 from distill.inputs import load_rows, pick_column
-from distill.parsing import list_items
+from distill.parsing import list_items, same_text
 from distill.prompting import names, patterns, render, word_list
 from distill.request import Message, Request, Response, SamplingParams
 from distill.runner import Outcome
@@ -220,10 +220,6 @@ def clean_turn(text: str, speaker: str) -> str:
     return text[label.end():].strip() if label else text
 
 
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
-
-
 class UltraChat:
     def __init__(self, config: UltraChatConfig, client: Client, texts: list[str]):
         self.config = config
@@ -327,7 +323,7 @@ class UltraChat:
             return "truncated"
         if not answer:
             return "empty_turn"
-        if any(m["role"] == "assistant" and _same(m["content"], answer) for m in messages):
+        if any(m["role"] == "assistant" and same_text(m["content"], answer) for m in messages):
             return "repeated_turn"
         return None
 
@@ -338,7 +334,7 @@ class UltraChat:
             return "empty_turn"
         if any(p.search(question) for p in self.user_as_assistant):
             return "user_as_assistant"
-        if any(_same(m["content"], question) for m in messages):
+        if any(same_text(m["content"], question) for m in messages):
             return "repeated_turn"
         return None
 
