@@ -17,6 +17,15 @@ def completions(cli, server, prompts, out, *args):
                "-o", out, "-q", *args, env=KEY)
 
 
+def kill_once_a_batch_exists(process, server, settle: float = 0.0) -> None:
+    deadline = time.monotonic() + 60
+    while server.stats.batches_created == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(settle)
+    process.kill()
+    process.wait()
+
+
 def rows(out):
     return datasets.load_dataset(str(out), split="train").to_list()
 
@@ -59,12 +68,7 @@ def test_a_killed_run_waits_for_its_batch_instead_of_sending_it_again(tmp_path, 
     with LoopbackServer() as server:
         server.hold_batches = True
         first = start_distill(*args, "--base-url", server.url, env=KEY)
-        deadline = time.monotonic() + 60
-        while server.stats.batches_created == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # polled a few times, still running
-        first.kill()
-        first.wait()
+        kill_once_a_batch_exists(first, server, settle=0.2)  # polled a few times, still running
         assert server.stats.batches_created == 1 and server.stats.batch_lines == 0
         server.hold_batches = False
         again = start_distill(*args, "--base-url", server.url, env=KEY)
@@ -133,11 +137,7 @@ def test_a_batch_the_endpoint_no_longer_knows_is_sent_again(tmp_path, prompts_fi
         first_server.hold_batches = True
         port, url = first_server.port, first_server.url
         first = start_distill(*args, "--base-url", url, env=KEY)
-        deadline = time.monotonic() + 60
-        while first_server.stats.batches_created == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        first.kill()
-        first.wait()
+        kill_once_a_batch_exists(first, first_server)
     with LoopbackServer(port=port) as server:  # the same address, but batch_1 is gone
         again = start_distill(*args, "--base-url", url, env=KEY)
         assert again.wait(60) == 0, again.stderr.read()
