@@ -1,5 +1,6 @@
 """A run directory: config, request cache, records as they finish, final dataset, stats.
 
+    RUN_DIR/.distill        the mark that distill made this folder, and what it wrote there
     RUN_DIR/config.yaml     the resolved config (never a secret)
     RUN_DIR/cache.sqlite    every model response, committed as it arrives
     RUN_DIR/records.jsonl   finished items, one JSON line each, appended as they complete
@@ -8,7 +9,8 @@
     RUN_DIR/README.md       its dataset card
     RUN_DIR/stats.json      counts, tokens, cost, time
 
-Running the same command on the same directory resumes it; --fresh starts over.
+Running the same command on the same directory resumes it; --fresh starts over, deleting
+only the files above (and the dataset folders the mark lists), never anything else.
 """
 
 from __future__ import annotations
@@ -17,79 +19,201 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from distill.config import EngineConfig
-from distill.errors import ConfigError
+from distill.errors import ConfigError, write_error
+from distill.secrets import redact_all
 
+MARKER = ".distill"
+LOCK = ".lock"
 CONFIG = "config.yaml"
 CACHE = "cache.sqlite"
 RECORDS = "records.jsonl"
 FAILED = "failed.jsonl"
 STATS = "stats.json"
+CARD = "README.md"
 DATA = "data"
+JSONL = "jsonl"
+BATCHES = "batches.jsonl"
+STAGING = ".export"
+# Everything distill may write at the top of a run directory; --fresh deletes these and
+# the dataset folders its mark lists, and nothing else.
+RUN_FILES = (CONFIG, CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal", RECORDS, FAILED, STATS, CARD,
+             DATA, JSONL, BATCHES, STAGING)
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file and rename it over the target: readers never see half a file."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise write_error(err, path) from None
+
+
+# -- the mark: which folders distill made, and what it wrote in them ------------------------
+
+
+def read_mark(path: Path) -> dict[str, Any] | None:
+    """The folder's mark, or None if distill did not mark it."""
+    try:
+        mark = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def _write_mark(path: Path, mark: dict[str, Any]) -> None:
+    write_atomic(Path(path) / MARKER, json.dumps(mark, indent=1) + "\n")
+
+
+def claim(path: Path) -> bool:
+    """Create `path` if needed and mark it as distill's when it is new or empty. Returns
+    whether distill created it (then --fresh may delete it whole, as for a training output)."""
+    path = Path(path)
+    mark = read_mark(path)
+    if mark is not None:
+        return bool(mark.get("created"))
+    new = not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, path) from None
+    if new:
+        _write_mark(path, {"created": True, "folders": []})
+    return new
+
+
+def remove_created(path: Path, what: str) -> None:
+    """--fresh for a folder distill created whole (a training output): delete it. One that
+    distill did not create is refused, never deleted."""
+    path = Path(path)
+    if not path.exists():
+        return
+    mark = read_mark(path)
+    if not (mark and mark.get("created")):
+        raise ConfigError(f"--fresh would delete {what} {path}, which distill did not create: "
+                          "delete it yourself or choose another directory")
+    try:
+        shutil.rmtree(path)
+    except OSError as err:
+        raise write_error(err, path) from None
+
+
+def own(path: Path, folders: list[str]) -> None:
+    """Note dataset folders written into a marked folder, so that --fresh removes them too."""
+    mark = read_mark(path)
+    if mark is None:
+        return
+    known = list(dict.fromkeys([*mark.get("folders", []), *folders]))
+    if known != mark.get("folders"):
+        _write_mark(path, {**mark, "folders": known})
 
 
 class RunDir:
-    def __init__(self, path: Path, command: str, config: EngineConfig):
+    """The one owner of a run directory's files: opens, locks, checks, resumes or starts over."""
+
+    def __init__(self, path: Path, command: str, config=None):
         self.path = Path(path)
         self.command = command
         self.config = config
         self._lock_file = None
 
     @classmethod
-    def open(cls, command: str, config: EngineConfig) -> "RunDir":
+    def open(cls, command: str, config, save_config: bool = True) -> "RunDir":
+        """The run directory of a generating command (config.output), checked and locked.
+        With save_config=False the stored config is left as it was until `save_config()`."""
         run = cls(config.output, command, config)
-        run._prepare()
+        run._prepare(config.fresh)
+        if save_config:
+            run.save_config()
         return run
 
-    def _prepare(self) -> None:
+    @classmethod
+    def open_output(cls, path: Path, command: str) -> "RunDir":
+        """A dataset folder another command writes whole each time (`distill filter -o`):
+        new, empty, or its own earlier output; locked while it is written."""
+        run = cls(path, command)
+        run._prepare(fresh=False)
+        return run
+
+    def _prepare(self, fresh: bool) -> None:
         path = self.path
         if path.exists() and not path.is_dir():
             raise ConfigError(f"output path {path} is a file, not a directory")
-        is_run = (path / CONFIG).is_file()
-        if path.is_dir() and any(path.iterdir()) and not is_run:
+        mark = read_mark(path)
+        earlier = mark is None and self._earlier_run()
+        if path.is_dir() and mark is None and not earlier and any(p.name != LOCK for p in path.iterdir()):
             raise ConfigError(f"output directory {path} is not empty and holds no distill run; choose another -o")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(f"cannot create output directory {path}: {err.strerror}") from None
+        claim(path)
         self._lock()
-        if is_run and self.config.fresh:
-            for child in path.iterdir():
-                if child.name != ".lock":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            is_run = False
-        if is_run:
+        if fresh:
+            if mark is None and earlier:
+                raise ConfigError(f"--fresh deletes only what distill marked as its own, and {path} has no mark "
+                                  "(an older run?): delete its run files yourself, or choose another -o")
+            self._remove_run_files()
+        elif mark is not None or earlier:
             self._check_same_run()
-        stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh", "export_only"})}
-        write_atomic(path / CONFIG, yaml.safe_dump(stored, sort_keys=False, allow_unicode=True))
+        if read_mark(path) is None:  # an earlier run, now marked
+            _write_mark(path, {"created": False, "folders": []})
+
+    def _earlier_run(self) -> bool:
+        """A run of a distill from before folders were marked: its config names a command."""
+        try:
+            return isinstance((self.stored_config() or {}).get("command"), str)
+        except ConfigError:
+            return False
+
+    def _remove_run_files(self) -> None:
+        mark = read_mark(self.path) or {}
+        for name in [*RUN_FILES, *mark.get("folders", [])]:
+            target = self.path / name
+            if "/" in name or name in ("", ".", "..") or not (target.exists() or target.is_symlink()):
+                continue
+            try:
+                shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+            except OSError as err:
+                raise write_error(err, target) from None
+        _write_mark(self.path, {**mark, "folders": []})
 
     def _lock(self) -> None:
-        self._lock_file = open(self.path / ".lock", "w")
+        try:
+            self._lock_file = open(self.path / LOCK, "w")
+        except OSError as err:
+            raise write_error(err, self.path / LOCK) from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"another distill process is writing to {self.path}") from None
 
-    def _check_same_run(self) -> None:
+    def stored_config(self) -> dict[str, Any] | None:
+        """The config a run was started with, or None when there is none."""
+        path = self.path / CONFIG
+        if not path.is_file():
+            return None
         try:
-            stored = yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            raise ConfigError(f"{self.path / CONFIG} is unreadable; use --fresh to start over") from None
+            stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            raise ConfigError(f"{path} is unreadable; use --fresh to start over") from None
+        return stored if isinstance(stored, dict) else {}
+
+    def _check_same_run(self) -> None:
+        stored = self.stored_config()
+        if stored is None:
+            return
         if stored.get("command") != self.command:
             raise ConfigError(
                 f"{self.path} holds a run of '{stored.get('command')}', not '{self.command}'; use another -o or --fresh"
@@ -104,6 +228,10 @@ class RunDir:
                 "re-run with the same settings to resume, or pass --fresh to start over"
             )
 
+    def save_config(self) -> None:
+        stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh", "export_only"})}
+        write_atomic(self.path / CONFIG, yaml.safe_dump(stored, sort_keys=False, allow_unicode=True))
+
     @property
     def cache_path(self) -> Path:
         return self.path / CACHE
@@ -116,10 +244,15 @@ class RunDir:
 
     def read_stats(self) -> dict[str, Any]:
         path = self.path / STATS
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        try:
+            stats = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return stats if isinstance(stats, dict) else {}
 
     def write_stats(self, stats: dict[str, Any]) -> None:
-        write_atomic(self.path / STATS, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(redact_all(stats), indent=2, ensure_ascii=False, allow_nan=False)
+        write_atomic(self.path / STATS, text + "\n")
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -130,33 +263,50 @@ class RunDir:
 class RecordLog:
     """Append-only JSON Lines, one line per finished item, flushed as each one lands.
 
-    A process killed mid-write can leave a torn last line; opening the log cuts it off,
-    so the item is simply done again (its responses come from the cache).
+    A process killed mid-write can leave a torn last line (no newline at its end): opening
+    the log cuts it off, so the item is simply done again (its responses come from the
+    cache). Any other line that cannot be read is skipped with a warning, and its item is
+    done again too; the lines after it are kept. `read_only` never changes the file (for
+    another run's logs, as `distill merge` reads its shards).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
         self.rows: dict[str, dict[str, Any]] = {}
-        self._load()
+        self.skipped = 0
+        self._load(read_only)
         self._file = None  # opened on the first append, so an empty log leaves no file
 
-    def _load(self) -> None:
+    def _load(self, read_only: bool) -> None:
         if not self.path.exists():
             return
-        good = 0
-        with open(self.path, "rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    break
-                self.rows[row["id"]] = row
-                good += len(line)
-        if good != self.path.stat().st_size:
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise ConfigError(f"cannot read {self.path}: {err.strerror}") from None
+        whole = data.rfind(b"\n") + 1  # a last line without its newline is torn
+        bad = []
+        for number, line in enumerate(data[:whole].split(b"\n")[:-1], start=1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                    raise ValueError("not a record")
+            except (ValueError, RecursionError):
+                if line.strip():
+                    bad.append(number)
+                continue
+            self.rows[row["id"]] = row
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            print(f"warning: {self.path}: line {bad[0]}{more} cannot be read and is skipped; its item will be done "
+                  "again from the cache", file=sys.stderr)
+        self.skipped = len(bad)
+        if whole != len(data) and not read_only:
+            try:
+                with open(self.path, "r+b") as f:
+                    f.truncate(whole)
+            except OSError as err:
+                raise write_error(err, self.path) from None
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.rows
@@ -167,13 +317,25 @@ class RecordLog:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows.values())
 
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        return self.rows.get(item_id)
+
     def append(self, row: dict[str, Any]) -> None:
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(line)
+            self._file.flush()
+        except OSError as err:
+            self.close()  # a half-written line is a torn tail, cut off on the next open
+            raise write_error(err, self.path) from None
         self.rows[row["id"]] = row
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the data was flushed line by line; a failed close loses nothing
+            self._file = None

@@ -1,0 +1,93 @@
+"""Issue 11: defects found by hostile testing that lost user files, wrote outside -o,
+overspent a budget or leaked a secret; each test here failed on the code before its fix."""
+
+import json
+
+from conftest import assert_one_line_error, read_dataset, write_jsonl
+
+
+def fake_completions(prompts, out, *extra):
+    return ("generate", "completions", "--input", prompts, "--backend", "fake", "-o", out, "-q", *extra)
+
+
+def tree(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+
+# -- 1. --fresh deletes only what distill wrote ---------------------------------------------------------
+
+
+def test_fresh_never_empties_a_folder_distill_did_not_make(cli, tmp_path, prompts_file):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.yaml").write_text("my: own settings\n")
+    (out / "thesis.tex").write_text("years of work")
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    plain = cli(*fake_completions(prompts_file, out))
+    assert_one_line_error(plain)
+    assert "--fresh" not in plain.err  # the way out is not to delete the user's folder
+    fresh = cli(*fake_completions(prompts_file, out, "--fresh"))
+    assert_one_line_error(fresh, "holds no distill run")
+    assert {p: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+def test_fresh_refuses_an_unmarked_run_and_resumes_it(cli, tmp_path, prompts_file):
+    out = tmp_path / "old"
+    assert cli(*fake_completions(prompts_file, out)).code == 0
+    (out / ".distill").unlink()  # as a run made before distill marked its folders
+    (out / "keep.txt").write_text("mine")
+    assert_one_line_error(cli(*fake_completions(prompts_file, out, "--fresh")), "--fresh", "mark")
+    assert (out / "records.jsonl").is_file() and (out / "keep.txt").is_file()
+    assert cli(*fake_completions(prompts_file, out)).code == 0  # resuming it marks it
+    assert json.loads((out / ".distill").read_text())["created"] is False
+
+
+def test_fresh_deletes_the_run_files_and_keeps_the_users_own(cli, tmp_path, prompts_file):
+    out = tmp_path / "run"
+    assert cli(*fake_completions(prompts_file, out, "--format", "jsonl")).code == 0
+    (out / "notes.md").write_text("my notes on this run")
+    (out / "mine").mkdir()
+    (out / "mine" / "plot.png").write_bytes(b"png")
+    assert cli(*fake_completions(prompts_file, out, "--fresh", "-n", "3")).code == 0
+    assert (out / "notes.md").read_text() == "my notes on this run"
+    assert (out / "mine" / "plot.png").read_bytes() == b"png"
+    assert len(read_dataset(out)) == 3
+    assert not (out / "jsonl").exists()  # the earlier export's files went with --fresh
+
+
+# -- 3. one bad line in records.jsonl drops nothing after it ------------------------------------------
+
+
+def test_a_bad_line_in_the_middle_of_the_records_is_skipped_not_a_tear(cli, tmp_path, prompts_file):
+    out = tmp_path / "run"
+    assert cli(*fake_completions(prompts_file, out)).code == 0
+    lines = (out / "records.jsonl").read_text().splitlines(keepends=True)
+    damaged = json.loads(lines[3])["id"]
+    lines[3] = '{"id": "' + damaged + '", "prompt": "cut off\n'  # a damaged line, not the last one
+    (out / "records.jsonl").write_text("".join(lines))
+    rerun = cli(*fake_completions(prompts_file, out))
+    assert rerun.code == 0, rerun.err
+    assert "line 4" in rerun.err and "skipped" in rerun.err
+    kept = (out / "records.jsonl").read_text().splitlines()
+    assert kept[:3] == [line.rstrip("\n") for line in lines[:3]]
+    assert kept[4:20] == [line.rstrip("\n") for line in lines[4:]]  # nothing after the bad line was dropped
+    assert json.loads(kept[-1])["id"] == damaged  # the bad line's item was done again (from the cache)
+    assert len(read_dataset(out)) == 20
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["last_session"]["requests"] == 0 and stats["last_session"]["cache_hits"] == 1
+
+
+def test_only_a_last_line_without_its_newline_is_a_tear(tmp_path):
+    from distill.run import RecordLog
+
+    path = tmp_path / "records.jsonl"
+    write_jsonl(path, [{"id": "a"}, {"id": "b"}])
+    with open(path, "a") as f:
+        f.write('{"id": "c", "te')
+    log = RecordLog(path)
+    assert [r["id"] for r in log] == ["a", "b"]
+    assert path.read_text().endswith('{"id": "b"}\n')  # the torn tail is cut off
+    with open(path, "a") as f:
+        f.write('{"id": "c", "te')
+    RecordLog(path, read_only=True)
+    assert path.read_text().endswith('"te')  # merge reads shards without changing them
