@@ -18,7 +18,7 @@ import yaml
 
 from distill.config import validate_config
 from distill.errors import ConfigError, DistillError
-from distill.run import CACHE, CONFIG, FAILED, RECORDS, STATS, RecordLog, write_atomic
+from distill.run import CACHE, CONFIG, FAILED, RECORDS, STATS, RecordLog, claim, write_atomic
 
 # The commands whose runs can be sharded: their pipeline module and config class.
 SHARDABLE = {
@@ -91,7 +91,7 @@ def _merge_logs(out: Path, runs: list[Path], name: str) -> None:
     merged = RecordLog(out / name)
     try:
         for run in runs:
-            for row in RecordLog(run / name):
+            for row in RecordLog(run / name, read_only=True):
                 if row["id"] not in merged:
                     merged.append(row)
     finally:
@@ -123,7 +123,7 @@ def merge(runs: list[Path], out: Path):
     pipeline = importlib.import_module(f"distill.pipelines.{module}")
     settings = {k: v for k, v in stored.items() if k != "command"}
     config = validate_config(getattr(pipeline, name), {**settings, "output": out, "shard": None, "export_only": True})
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out)
     write_atomic(out / CONFIG, yaml.safe_dump({"command": command, **config.model_dump(mode="json", exclude={"fresh", "export_only"})},
                                               sort_keys=False, allow_unicode=True))
     _merge_caches(out, runs)

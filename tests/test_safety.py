@@ -91,3 +91,19 @@ def test_only_a_last_line_without_its_newline_is_a_tear(tmp_path):
         f.write('{"id": "c", "te')
     RecordLog(path, read_only=True)
     assert path.read_text().endswith('"te')  # merge reads shards without changing them
+
+
+def test_merge_skips_a_bad_shard_line_keeps_the_rest_and_leaves_the_shards_as_they_were(cli, tmp_path, prompts_file):
+    shards = [tmp_path / f"s{k}" for k in range(2)]
+    for k, out in enumerate(shards):
+        assert cli(*fake_completions(prompts_file, out, "--shard", f"{k}/2")).code == 0
+    records = shards[0] / "records.jsonl"
+    lines = records.read_text().splitlines(keepends=True)
+    lines[1] = "garbage\n"
+    records.write_text("".join(lines) + '{"id": "torn')
+    before = records.read_bytes()
+    merged = cli("merge", *shards, "-o", tmp_path / "all")
+    assert merged.code != 0 and "not generated yet" in merged.err  # the bad line's item must be done again
+    assert records.read_bytes() == before
+    assert cli(*fake_completions(prompts_file, tmp_path / "all")).code == 0  # resumes: one item, from the cache
+    assert len(read_dataset(tmp_path / "all")) == 20
