@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -34,7 +35,14 @@ def _read_prices(text: str, origin: str) -> dict[str, Price]:
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ValueError("expected a mapping of model name to {input, output}")
-        return {str(name): Price(float(v["input"]), float(v["output"])) for name, v in data.items()}
+        prices = {}
+        for name, value in data.items():
+            price = Price(float(value["input"]), float(value["output"]))
+            if not all(math.isfinite(p) and p >= 0 for p in (price.input, price.output)):
+                raise ValueError(f"{name}: prices are USD per million tokens, finite and >= 0, not "
+                                 f"{value['input']!r}/{value['output']!r}")
+            prices[str(name)] = price
+        return prices
     except (yaml.YAMLError, ValueError, TypeError, KeyError) as err:
         raise ConfigError(f"price table {origin}: {' '.join(str(err).split())}") from None
 
@@ -48,6 +56,8 @@ def load_prices(extra_file: str | Path | None = None) -> dict[str, Price]:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as err:
                 raise ConfigError(f"cannot read price table {path}: {err.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"price table {path} is not a UTF-8 text file") from None
             prices.update(_read_prices(text, str(path)))
     return prices
 
@@ -64,11 +74,14 @@ class BudgetReached(Exception):
 
 
 class Ledger:
-    """Running totals, plus worst-case reservations for the requests in flight.
+    """The run's spend (earlier sessions included), plus worst-case reservations for the
+    requests in flight.
 
-    A request is admitted only if the totals so far, the reservations of everything in
-    flight and its own worst case (estimated prompt + max_tokens) stay within the budget.
-    `prices` is one price for every model, or a price (or None: unknown) per model name.
+    A request is admitted only if the spend so far, the reservations of everything in
+    flight and its own worst case (the most prompt tokens it can take + max_tokens) stay
+    within the budget. What a server reports is counted at most at that worst case, so a
+    server that over-reports cannot push the count past the cap either. `prices` is one
+    price for every model, or a price (or None: unknown) per model name.
     """
 
     def __init__(
@@ -90,6 +103,7 @@ class Ledger:
         self.priced = True  # False once a response of a model with no known price is recorded
         self.reserved_tokens = 0
         self.reserved_cost = 0.0
+        self.reached: str | None = None  # "cost" or "tokens", once a request was refused
 
     def price_of(self, model: str) -> Price | None:
         return self.prices.get(model) if isinstance(self.prices, Mapping) else self.prices
@@ -102,18 +116,27 @@ class Ledger:
     def cost(self) -> float | None:
         return self.spent if self.priced and self.prices is not None else None
 
-    def worst_case(self, request: Request) -> tuple[int, float]:
-        prompt = request.estimated_prompt_tokens()
-        tokens = prompt + request.params.max_tokens
-        price = self.price_of(request.model)
-        return tokens, price.cost(prompt, request.params.max_tokens) if price else 0.0
+    def add_earlier(self, usage_by_model: Mapping[str, tuple[int, int]]) -> None:
+        """The spend of the run's earlier sessions: the budget is for the run, not one invocation."""
+        for model, (prompt, completion) in usage_by_model.items():
+            self.record(Usage(prompt, completion), model)
+
+    def worst_case(self, request: Request) -> Usage:
+        return Usage(request.max_prompt_tokens(), request.params.max_tokens)
+
+    def _cost(self, usage: Usage, model: str) -> float:
+        price = self.price_of(model)
+        return price.cost(usage.prompt_tokens, usage.completion_tokens) if price else 0.0
 
     def reserve(self, request: Request) -> tuple[int, float]:
-        tokens, cost = self.worst_case(request)
+        worst = self.worst_case(request)
+        tokens, cost = worst.total_tokens, self._cost(worst, request.model)
         if self.max_tokens is not None and self.tokens + self.reserved_tokens + tokens > self.max_tokens:
-            raise BudgetReached(f"the token budget ({self.max_tokens:,}) is reached: {self.tokens:,} tokens used")
+            self.reached = "tokens"
+            raise BudgetReached(self.stop_message())
         if self.max_cost_usd is not None and self.spent + self.reserved_cost + cost > self.max_cost_usd:
-            raise BudgetReached(f"the cost budget (${self.max_cost_usd:.2f}) is reached: ${self.spent:.4f} spent")
+            self.reached = "cost"
+            raise BudgetReached(self.stop_message())
         self.reserved_tokens += tokens
         self.reserved_cost += cost
         return tokens, cost
@@ -121,6 +144,11 @@ class Ledger:
     def release(self, reservation: tuple[int, float]) -> None:
         self.reserved_tokens -= reservation[0]
         self.reserved_cost -= reservation[1]
+
+    def counted(self, usage: Usage, request: Request) -> Usage:
+        """The usage a reply is counted at: what the server reported, at most the request's worst case."""
+        worst = self.worst_case(request)
+        return Usage(min(usage.prompt_tokens, worst.prompt_tokens), min(usage.completion_tokens, worst.completion_tokens))
 
     def record(self, usage: Usage, model: str) -> None:
         self.prompt_tokens += usage.prompt_tokens
@@ -130,3 +158,9 @@ class Ledger:
             self.priced = False
         else:
             self.spent += price.cost(usage.prompt_tokens, usage.completion_tokens)
+
+    def stop_message(self) -> str:
+        """Why the run stopped, with the spend at the time of asking."""
+        if self.reached == "tokens":
+            return f"the token budget ({self.max_tokens:,}) is reached: {self.tokens:,} tokens used by this run"
+        return f"the cost budget (${self.max_cost_usd:.2f}) is reached: ${self.spent:.4f} spent by this run"

@@ -3,6 +3,10 @@
 Every response is committed the moment it arrives. WAL with synchronous=NORMAL makes a
 commit survive a crash or SIGKILL of the process (it is in the log the OS holds); only a
 power cut can lose the last few commits, which a re-run then asks for again.
+
+Beside the responses it keeps the charges: attempts a provider may bill though no answer
+came back (a request that timed out), counted at their worst case, so that the spend of a
+run, and its budget, hold across sessions.
 """
 
 from __future__ import annotations
@@ -12,49 +16,80 @@ import sqlite3
 import time
 from pathlib import Path
 
-from distill.request import Request, Response
+from distill.errors import write_error
+from distill.request import Request, Response, Usage
 
 
 class RequestCache:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses ("
-            " key TEXT PRIMARY KEY, request TEXT NOT NULL, response TEXT NOT NULL, created REAL NOT NULL)"
-        )
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses ("
+                " key TEXT PRIMARY KEY, request TEXT NOT NULL, response TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS charges ("
+                " key TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,"
+                " completion_tokens INTEGER NOT NULL, reason TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            self._db.execute("SELECT COUNT(*) FROM responses").fetchone()  # a damaged file fails here, not later
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
 
     def get(self, key: str) -> Response | None:
-        row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
         if row is None:
             return None
         return Response.from_dict(json.loads(row[0]), cached=True)
 
     def put(self, key: str, request: Request, response: Response) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
-            (
-                key,
-                json.dumps(request.to_dict(), ensure_ascii=False),
-                json.dumps(response.to_dict(), ensure_ascii=False),
-                time.time(),
-            ),
+            (key, json.dumps(request.to_dict(), ensure_ascii=False), json.dumps(response.to_dict(), ensure_ascii=False),
+             time.time()),
         )
 
+    def charge(self, key: str, model: str, usage: Usage, reason: str) -> None:
+        """An attempt that may be billed though it brought no answer."""
+        self._write("INSERT INTO charges VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, model, usage.prompt_tokens, usage.completion_tokens, reason, time.time()))
+
+    def _write(self, sql: str, values: tuple) -> None:
+        try:
+            self._db.execute(sql, values)
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
+
     def usage_by_model(self) -> dict[str, tuple[int, int]]:
-        """Prompt and completion tokens of every response ever stored, per requested model:
-        the run's true spend, sessions that were killed included."""
-        rows = self._db.execute(
-            "SELECT json_extract(request, '$.model'),"
-            " SUM(json_extract(response, '$.usage.prompt_tokens')),"
-            " SUM(json_extract(response, '$.usage.completion_tokens')) FROM responses GROUP BY 1"
-        ).fetchall()
-        return {model: (int(prompt or 0), int(completion or 0)) for model, prompt, completion in rows}
+        """Prompt and completion tokens of every response ever stored and every charged attempt,
+        per requested model: the run's true spend, sessions that were killed included."""
+        try:
+            rows = self._db.execute(
+                "SELECT json_extract(request, '$.model'),"
+                " SUM(json_extract(response, '$.usage.prompt_tokens')),"
+                " SUM(json_extract(response, '$.usage.completion_tokens')) FROM responses GROUP BY 1"
+                " UNION ALL SELECT model, SUM(prompt_tokens), SUM(completion_tokens) FROM charges GROUP BY 1"
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
+        usage: dict[str, tuple[int, int]] = {}
+        for model, prompt, completion in rows:
+            before = usage.get(model, (0, 0))
+            usage[model] = (before[0] + int(prompt or 0), before[1] + int(completion or 0))
+        return usage
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass

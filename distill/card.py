@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,7 @@ def render_card(
     stats: dict[str, Any],
     models: list[str],
     notes: list[str] = (),
+    local_path: str | None = None,
 ) -> str:
     total_rows = sum(w.rows for w in written if w.config == configs[0].name)
     info = [
@@ -81,7 +83,18 @@ def render_card(
         filters=stats.get("filters") or [],
         models=models,
         repo_id=REPO_PLACEHOLDER,
+        local_path=local_path,
+        local_use=LOCAL_USE,
     )
+
+
+LOCAL_USE = "Before it is pushed to the Hub, load it from its folder:"
+
+
+def for_hub(card: str, repo_id: str) -> str:
+    """The card as it is uploaded: the loading snippet names the repository, not a local folder."""
+    lines = [line for line in card.replace(REPO_PLACEHOLDER, repo_id).split("\n") if not line.startswith(LOCAL_USE)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
 def public_input(value: str) -> str:

@@ -87,6 +87,10 @@ class EngineConfig(BaseModel):
             raise ValueError("must be the name of an environment variable, not a key")
         return value
 
+    def max_retry_after(self) -> float:
+        """The longest Retry-After honoured: no wait longer than a request may take (--timeout), at most 10 minutes."""
+        return min(self.timeout, 600.0)
+
     def requests_in_flight(self) -> int:
         """Requests the client lets out at once; with the Batch API, as many as a batch may hold."""
         return max(self.concurrency, BATCH_IN_FLIGHT) if self.batch_api else self.concurrency

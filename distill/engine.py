@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from distill.accounting import FREE, Ledger, Price, load_prices, price_for
@@ -22,11 +24,11 @@ from distill.card import Method, public_input, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import EngineConfig
 from distill.errors import DistillError, StoppedEarly
-from distill.export import Built, write_configs
+from distill.export import Built, Config, write_configs
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
-from distill.run import RunDir, write_atomic
-from distill.runner import Outcome, run_items
+from distill.run import RecordLog, RunDir, own, read_mark, write_atomic
+from distill.runner import INPUT_HASH, Outcome, current, run_items
 
 Work = Callable[[str, Any], Awaitable[dict[str, Any]]]
 BATCH_DISCOUNT = 0.5  # OpenAI's price for batched requests, relative to direct ones
@@ -70,18 +72,22 @@ def execute(
         asyncio.run(backend.aclose())
         raise
     try:
-        cache = RequestCache(run.cache_path)
+        try:
+            cache = RequestCache(run.cache_path)
+        except BaseException:
+            asyncio.run(backend.aclose())
+            raise
+        ledger.add_earlier(cache.usage_by_model())  # the budget holds for the run, not one invocation
         client = Client(
             backend,
             cache,
             concurrency=config.requests_in_flight(),
             limiter=RateLimiter(config.rpm, config.tpm),
             ledger=ledger,
-            retry=RetryPolicy(max_retries=config.max_retries),
+            retry=RetryPolicy(max_retries=config.max_retries, max_retry_after=config.max_retry_after()),
             progress=Progress(enabled=not config.quiet, description=command),
         )
         records, failures = run.records(), run.failures()
-        wanted = {item_id for item_id, _ in items}
         started = time.monotonic()
 
         async def generate() -> Outcome:
@@ -94,38 +100,57 @@ def execute(
         ended_by: str | None = None
         try:
             outcome = _run(generate)
+            if ledger.reached:  # said with the spend at the end, in-flight requests included
+                outcome.stopped = ledger.stop_message()
             ended_by = outcome.stopped
         except DistillError as err:
             ended_by = str(err)
             raise
         finally:
-            usage = cache.usage_by_model()  # every session, killed ones too
+            try:
+                _write_run_stats(run, command, backend_name, run_models, prices, cache, records, failures, items,
+                                 ended_by, started, client)
+            except DistillError:
+                pass  # a full disk: the stats are rebuilt from the cache by the next session
             cache.close()
-            prompt_tokens = sum(p for p, _ in usage.values())
-            completion_tokens = sum(c for _, c in usage.values())
-            costs = [prices.get(m) for m in usage]
-            run.write_stats({
-                "command": command,
-                "backend": backend_name,
-                "models": run_models,
-                "items": {"done": sum(r["id"] in wanted for r in records), "total": len(items), "failed": len(failures)},
-                "stopped": ended_by,
-                "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
-                "cost_usd": None if None in costs else round(sum(p.cost(*usage[m]) for m, p in zip(usage, costs)), 6),
-                "last_session": {"elapsed_s": round(time.monotonic() - started, 3), **client.stats.to_dict()},
-            })
             records.close()
             failures.close()
         if outcome.stopped:
             raise StoppedEarly(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
-        # The records of this run's items only: an earlier session may have done more (a larger -n).
-        finished = sorted((r for r in records if r["id"] in wanted), key=lambda r: _order(r["id"]))
-        export(run, build(finished), config, method, [public_input(m) for m in run_models])
+        finished = _finished(records, items)
+        outcome.export = export(run, build(finished), config, method, [public_input(m) for m in run_models])
         return outcome
     finally:
         run.close()
+
+
+def _write_run_stats(run: RunDir, command: str, backend_name: str, run_models: list[str], prices, cache: RequestCache,
+                     records: RecordLog, failures: RecordLog, items, ended_by: str | None, started: float,
+                     client: Client) -> None:
+    usage = cache.usage_by_model()  # every session, killed ones too, and charged timeouts
+    prompt_tokens = sum(p for p, _ in usage.values())
+    completion_tokens = sum(c for _, c in usage.values())
+    costs = [prices.get(m) for m in usage]
+    run.write_stats({
+        "command": command,
+        "backend": backend_name,
+        "models": run_models,
+        "items": {"done": len(current(records, items)), "total": len(items), "failed": len(current(failures, items))},
+        "stopped": ended_by,
+        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens, "total": prompt_tokens + completion_tokens},
+        "cost_usd": None if None in costs else round(sum(p.cost(*usage[m]) for m, p in zip(usage, costs)), 6),
+        "last_session": {"elapsed_s": round(time.monotonic() - started, 3), **client.stats.to_dict()},
+    })
+
+
+def _finished(records: RecordLog, items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """The current records of this run's items, in item order, without the engine's own fields.
+    (An earlier session may have done more items, for a larger -n, or other content.)"""
+    found = current(records, items)
+    rows = [{k: v for k, v in found[item_id].items() if k != INPUT_HASH} for item_id, _ in items if item_id in found]
+    return sorted(rows, key=lambda r: _order(r["id"]))
 
 
 def export_only(command: str, config: EngineConfig, items: list[tuple[str, Any]],
@@ -139,17 +164,18 @@ def export_only(command: str, config: EngineConfig, items: list[tuple[str, Any]]
     run = RunDir.open(command, config)
     try:
         records, failures = run.records(), run.failures()
-        wanted = {item_id for item_id, _ in items}
-        finished = sorted((r for r in records if r["id"] in wanted), key=lambda r: _order(r["id"]))
-        missing = len(wanted) - len(finished) - sum(item_id in failures for item_id in wanted)
+        finished = _finished(records, items)
+        failed = len(current(failures, items))
+        missing = len(items) - len(finished) - failed
         records.close()
         failures.close()
         if missing:
-            raise DistillError(f"{missing} of {len(wanted)} items of {run.path} are not generated yet: "
+            raise DistillError(f"{missing} of {len(items)} items of {run.path} are not generated yet: "
                                "run the command without --export-only to finish them")
         models = run.read_stats().get("models") or []
-        export(run, build(finished), config, method, [public_input(m) for m in models])
-        return Outcome(total=len(items), done=len(finished), failed=len(wanted) - len(finished))
+        outcome = Outcome(total=len(items), done=len(finished), failed=failed)
+        outcome.export = export(run, build(finished), config, method, [public_input(m) for m in models])
+        return outcome
     finally:
         run.close()
 
@@ -175,17 +201,34 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
         raise Interrupted("interrupted: every finished response is kept; run the same command again to resume") from None
 
 
-def export(run: RunDir, built: Built, config: EngineConfig, method: Method, models: list[str]) -> None:
-    """Write the dataset in the Hub layout and its card; record splits and filters in the stats."""
-    configs = built.configs
+@dataclass
+class Exported:
+    """What an export wrote: rows per split of the dataset, and what post-processing dropped."""
+
+    path: Path
+    rows: dict[str, int]  # split -> rows of the default config
+    dropped: dict[str, int]  # reason -> rows
+
+
+def export(run: RunDir, built: Built, config: EngineConfig, method: Method, models: list[str]) -> Exported:
+    """Write the dataset in the Hub layout and its card; record splits and filters in the stats.
+
+    When no row survived post-processing, the companion configs (what was paid for, such as
+    every completion and the judge's raw replies) are still written, then it is an error."""
     stats = run.read_stats()
     stats["filters"] = built.filters
     if built.notes:
         stats["postprocess"] = built.notes
-    if not any(configs[0].splits.values()):
+    empty = not any(built.configs[0].splits.values())
+    # Empty splits are left out (datasets cannot load one), and configs left with none.
+    configs = [Config(c.name, c.features, {s: rows for s, rows in c.splits.items() if rows}) for c in built.configs]
+    configs = [c for c in configs if c.splits]
+    if not configs:
         run.write_stats(stats)
         raise DistillError(f"no row survived post-processing, nothing to export: see {run.path / 'stats.json'}")
-    written = write_configs(run.path, configs, jsonl=config.format == "jsonl")
+    earlier = (read_mark(run.path) or {}).get("folders", [])
+    written = write_configs(run.path, configs, jsonl=config.format == "jsonl", stale=earlier)
+    own(run.path, [c.folder for c in configs])
     stats["splits"] = {f"{w.config}/{w.split}": w.rows for w in written}
     run.write_stats(stats)
     settings = card_settings(config, models)
@@ -193,8 +236,19 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: Method, mode
     if config.test_size:
         share = f"{config.test_size:.0%} of the prompts" if config.test_size < 1 else f"{config.test_size:g} prompts"
         notes.append(f"The test splits hold {share}, drawn with the seed; all rows of a prompt stay on one side.")
-    card = render_card(method, configs, written, settings, stats, models, notes)
+    card = render_card(method, configs, written, settings, stats, models, notes, local_path=shown_path(run.path))
     write_atomic(run.path / "README.md", card)
+    if empty:
+        kept = ", ".join(f"{c.folder}/" for c in configs)
+        raise DistillError(f"no row of the dataset survived post-processing (see {run.path / 'stats.json'}); "
+                           f"what was generated is written in {run.path}/{kept}")
+    return Exported(run.path, {w.split: w.rows for w in written if w.config == configs[0].name},
+                    {f["name"]: f["removed"] for f in built.filters if f.get("removed")})
+
+
+def shown_path(path: Path) -> str:
+    """A run's folder as a card may show it: the relative path the user gave, else its name."""
+    return str(path) if not path.is_absolute() and ".." not in path.parts else path.name
 
 
 def card_settings(config: EngineConfig, models: list[str]) -> dict[str, Any]:

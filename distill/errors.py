@@ -56,3 +56,12 @@ def write_error(err: BaseException, path) -> DistillError:
                             "items that records.jsonl does not hold, or start over with --fresh")
     reason = getattr(err, "strerror", None) or str(err)
     return DistillError(f"cannot write {path}: {reason}")
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, one line, secrets redacted."""
+    import sys
+
+    from distill.secrets import redact
+
+    print(f"warning: {redact(' '.join(str(message).split()))}", file=sys.stderr)

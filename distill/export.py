@@ -12,12 +12,13 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from distill.errors import ConfigError
+from distill.errors import ConfigError, InputError
 
 DEFAULT_CONFIG = "default"
 MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub
@@ -74,14 +75,33 @@ def train_test_split(
     return [r for r in rows if r[group] not in test_keys], [r for r in rows if r[group] in test_keys]
 
 
-def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False) -> list[Written]:
-    """Write every config's splits as parquet shards (and JSON Lines), replacing older exports."""
+# The Hub's rules: a split is word characters, maybe dotted (datasets' own check); a config
+# name is a word of letters, digits, '_', '-' and '.'. Anything else never becomes a path.
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+CONFIG_NAME = re.compile(r"^\w[\w.-]*$")
+
+
+def check_name(name: str, kind: str) -> None:
+    pattern = SPLIT_NAME if kind == "split" else CONFIG_NAME
+    if not isinstance(name, str) or not pattern.match(name) or ".." in name:
+        allowed = "letters, digits, '_' and '.'" + (" and '-'" if kind == "config" else "")
+        raise InputError(f"{name!r} is not a valid {kind} name ({allowed}, as on the Hub)")
+
+
+def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, stale: Iterable[str] = ()) -> list[Written]:
+    """Write every config's splits as parquet shards (and JSON Lines), replacing the older
+    export: its folders, and the `stale` ones of configs it no longer has, go once the new
+    export is complete (a failure before leaves the older export as it was)."""
     import datasets
 
     datasets.disable_progress_bars()  # distill has its own progress display
     run_path = Path(run_path)
     staging = run_path / ".export"
     shutil.rmtree(staging, ignore_errors=True)
+    for config in configs:  # every name is checked before anything is written
+        check_name(config.name, "config")
+        for split in config.splits:
+            check_name(split, "split")
     written: list[Written] = []
     for config in configs:
         for split, rows in config.splits.items():
@@ -104,7 +124,8 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False) ->
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
             written.append(entry)
     # Swap the new export in; the records and the cache stay the source of truth.
-    for folder in {c.folder for c in configs} | {"jsonl"}:
+    stale = {name for name in stale if isinstance(name, str) and CONFIG_NAME.match(name) and ".." not in name}
+    for folder in {c.folder for c in configs} | {"data", "jsonl"} | stale:
         shutil.rmtree(run_path / folder, ignore_errors=True)
         if (staging / folder).exists():
             os.replace(staging / folder, run_path / folder)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from distill.card import REPO_PLACEHOLDER
+from distill.card import for_hub
 from distill.errors import ConfigError, DistillError
 from distill.run import write_atomic
 
@@ -85,7 +85,7 @@ def push_run(run_path: Path, repo_id: str, private: bool = False, revision: str 
     api = api or hub_api()
     # The card's loading snippet names the repository once it is known.
     card_path = run_path / "README.md"
-    write_atomic(card_path, card_path.read_text(encoding="utf-8").replace(REPO_PLACEHOLDER, repo_id))
+    write_atomic(card_path, for_hub(card_path.read_text(encoding="utf-8"), repo_id))
     return upload(api, repo_id, "dataset", run_path, private=private, revision=revision, allow_patterns=patterns)
 
 

@@ -81,6 +81,8 @@ def _merge_caches(out: Path, runs: list[Path]) -> None:
             if (run / CACHE).is_file():
                 db.execute("ATTACH DATABASE ? AS shard", (str(run / CACHE),))
                 db.execute("INSERT OR IGNORE INTO responses SELECT * FROM shard.responses")
+                if db.execute("SELECT 1 FROM shard.sqlite_master WHERE name = 'charges'").fetchone():
+                    db.execute("INSERT INTO charges SELECT * FROM shard.charges")
                 db.commit()
                 db.execute("DETACH DATABASE shard")
     finally:

@@ -95,8 +95,17 @@ class Request:
         return sum(len(m["content"]) + len(m["role"]) + 4 for m in self.messages)
 
     def estimated_prompt_tokens(self) -> int:
-        """A cheap upper-leaning guess (about 3 characters a token) used before the backend counts."""
+        """A cheap upper-leaning guess (about 3 characters a token), for the rate limits."""
         return self.text_length() // 3 + 8
+
+    def max_prompt_tokens(self) -> int:
+        """The most prompt tokens this request can take: a token covers at least one byte of
+        UTF-8 text in the tokenizers of every provider, plus room for each message's frame and
+        for what a chat template adds (a default system prompt, say)."""
+        if self.prompt is not None:
+            return len(self.prompt.encode("utf-8", "surrogatepass")) + 16
+        text = sum(len(m["content"].encode("utf-8", "surrogatepass")) + len(m["role"]) + 16 for m in self.messages)
+        return text + 64
 
 
 @dataclass(frozen=True)

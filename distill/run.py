@@ -181,7 +181,7 @@ class RunDir:
         mark = read_mark(self.path) or {}
         for name in [*RUN_FILES, *mark.get("folders", [])]:
             target = self.path / name
-            if "/" in name or name in ("", ".", "..") or not (target.exists() or target.is_symlink()):
+            if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or not (target.exists() or target.is_symlink()):
                 continue
             try:
                 shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()

@@ -2,11 +2,18 @@
 
 Items advance independently (no barrier between them); the window of items in flight
 is bounded so a million-item input does not become a million tasks at once.
+
+An item is done when the records hold its id *and* the hash of its content: a re-run
+after the input file changed redoes the items whose content changed (their requests
+still come from the cache where they are the same), instead of mixing old and new.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -14,10 +21,32 @@ from distill.accounting import BudgetReached
 from distill.errors import BackendError, RequestRejected
 from distill.progress import Progress
 from distill.run import RecordLog
+from distill.secrets import redact
 
 # Rejections of the very first requests, with no success in between, point at the
 # settings rather than at a few bad items: stop instead of failing every item.
 MAX_REJECTIONS_BEFORE_ANY_SUCCESS = 5
+
+
+INPUT_HASH = "input_hash"  # the records' field holding the hash of the item they answer
+
+
+def content_hash(item: Any) -> str:
+    """A hash of what an item is (a prompt, a row, a plan): what makes its record current."""
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        item = dataclasses.asdict(item)
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def current(log: RecordLog, items: Iterable[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The records of `items` that answer their present content, by id."""
+    found = {}
+    for item_id, item in items:
+        row = log.get(item_id)
+        if row is not None and row.get(INPUT_HASH, content_hash(item)) == content_hash(item):
+            found[item_id] = row
+    return found
 
 
 @dataclass
@@ -26,6 +55,7 @@ class Outcome:
     done: int
     failed: int = 0
     stopped: str | None = None  # why the run stopped early, if it did
+    export: Any = None  # what the export wrote (distill.engine.Exported), once it has
 
 
 async def run_items(
@@ -37,7 +67,9 @@ async def run_items(
     window: int,
 ) -> Outcome:
     items = list(items)
-    todo = [(item_id, item) for item_id, item in items if item_id not in records]
+    hashes = {item_id: content_hash(item) for item_id, item in items}
+    done = current(records, items)
+    todo = [(item_id, item) for item_id, item in items if item_id not in done]
     outcome = Outcome(total=len(items), done=len(items) - len(todo))
     progress.start(outcome.total, outcome.done)
     queue = iter(todo)
@@ -54,13 +86,13 @@ async def run_items(
         item_id = running.pop(task)
         err = task.exception()
         if err is None:
-            records.append({"id": item_id, **task.result()})
+            records.append({"id": item_id, INPUT_HASH: hashes[item_id], **task.result()})
             outcome.done += 1
             progress.on_item()
         elif isinstance(err, BudgetReached):
             outcome.stopped = str(err)  # let the items in flight finish, start no more
         elif isinstance(err, RequestRejected):
-            failures.append({"id": item_id, "error": str(err)})
+            failures.append({"id": item_id, INPUT_HASH: hashes[item_id], "error": redact(str(err))})
             outcome.failed += 1
             if outcome.failed >= MAX_REJECTIONS_BEFORE_ANY_SUCCESS and outcome.done == 0:
                 raise BackendError(f"the first {outcome.failed} requests were all rejected: {err}")

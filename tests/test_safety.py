@@ -107,3 +107,103 @@ def test_merge_skips_a_bad_shard_line_keeps_the_rest_and_leaves_the_shards_as_th
     assert records.read_bytes() == before
     assert cli(*fake_completions(prompts_file, tmp_path / "all")).code == 0  # resumes: one item, from the cache
     assert len(read_dataset(tmp_path / "all")) == 20
+
+
+# -- 5. the input changed: its changed rows are redone, never mixed ---------------------------------
+
+
+def test_a_changed_input_redoes_the_changed_rows_instead_of_mixing_old_and_new(cli, tmp_path):
+    from distill.testing.openai_server import LoopbackServer
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"old question {i}"} for i in range(6)])
+    out = tmp_path / "run"
+    with LoopbackServer() as server:
+        assert cli(*openai_run(server, prompts, out), env={"OPENAI_API_KEY": "k"}).code == 0
+        write_jsonl(prompts, [{"prompt": f"{'new' if i % 2 else 'old'} question {i}"} for i in range(6)])
+        again = cli(*openai_run(server, prompts, out), env={"OPENAI_API_KEY": "k"})
+        assert again.code == 0, again.err
+        assert server.stats.answered_total == 9  # the three changed rows, asked once more
+    rows = read_dataset(out)
+    assert [r["prompt"] for r in rows] == [f"{'new' if i % 2 else 'old'} question {i}" for i in range(6)]
+    assert all(r["prompt"] in r["response"] for r in rows)  # each answer is the answer to its own prompt
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["items"] == {"done": 6, "total": 6, "failed": 0}
+
+
+# -- 7-11. budgets -------------------------------------------------------------------------------------
+
+
+def priced(tmp_path, input_price=1000.0, output_price=1000.0):
+    """A price table for the loopback model `m`: USD per million tokens."""
+    path = tmp_path / "prices.yaml"
+    path.write_text(f"m: {{input: {input_price}, output: {output_price}}}\n")
+    return path
+
+
+def openai_run(server, prompts, out, *extra):
+    return ("generate", "completions", "--input", prompts, "--backend", "openai", "--model", "m", "--base-url",
+            server.url, "-o", out, "-q", "--max-new-tokens", "20", *extra)
+
+
+def spent(out):
+    return json.loads((out / "stats.json").read_text())["cost_usd"]
+
+
+def test_the_cost_cap_holds_for_the_run_however_often_it_is_started(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    out = tmp_path / "run"
+    cap = "0.35"  # about five of the twenty answers
+    with LoopbackServer() as server:
+        first = cli(*openai_run(server, prompts_file, out, "--prices", priced(tmp_path), "--max-cost-usd", cap,
+                                "--concurrency", "1"), env={"OPENAI_API_KEY": "k"})
+        assert first.code == 3, first.err
+        after_first = server.stats.answered_total
+        assert 0 < after_first < 20 and spent(out) <= 0.35
+        for _ in range(2):  # started again with the same cap: the run's spend counts, not this session's
+            again = cli(*openai_run(server, prompts_file, out, "--prices", priced(tmp_path), "--max-cost-usd", cap,
+                                    "--concurrency", "1"), env={"OPENAI_API_KEY": "k"})
+            assert again.code == 3, again.err
+            assert spent(out) <= 0.35
+        # (A start may fit an answer the one before left out while another was in flight; never past the cap.)
+        # The stop message says what the run has spent, not $0.0000.
+        assert f"${spent(out):.4f} spent" in again.err and spent(out) > 0
+
+
+def test_a_server_that_over_reports_usage_cannot_push_the_spend_past_the_cap(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    out = tmp_path / "run"
+    with LoopbackServer(usage_factor=1000) as server:
+        result = cli(*openai_run(server, prompts_file, out, "--prices", priced(tmp_path), "--max-cost-usd", "0.5",
+                                 "--concurrency", "4"), env={"OPENAI_API_KEY": "k"})
+    assert result.code == 3, result.err
+    assert spent(out) <= 0.5
+    assert result.err.count("warning:") == 1 and "reported" in result.err
+
+
+def test_timed_out_attempts_count_at_their_worst_case(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import FaultPlan, LoopbackServer
+
+    out = tmp_path / "run"
+    with LoopbackServer(faults=FaultPlan(rates={"slow": 1.0}, max_per_key=1, slow_seconds=2.0)) as server:
+        result = cli(*openai_run(server, prompts_file, out, "--prices", priced(tmp_path), "--timeout", "0.3",
+                                 "-n", "3"), env={"OPENAI_API_KEY": "k"})
+    assert result.code == 0, result.err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["last_session"]["charged_timeouts"] == 3
+    answered = [r["prompt_tokens"] + r["completion_tokens"] for r in read_dataset(out)]
+    # Each timed-out attempt is counted at its worst case (prompt bytes + frame + max_tokens), beyond the answers.
+    assert stats["tokens"]["total"] > sum(answered) + 3 * 20
+    assert spent(out) == stats["tokens"]["total"] * 1000 / 1e6
+
+
+def test_negative_or_nan_prices_are_refused(cli, tmp_path, prompts_file):
+    for bad in ("-1", ".nan", "nan", "-.inf"):
+        table = tmp_path / "prices.yaml"
+        table.write_text(f"m: {{input: {bad}, output: 1}}\n")
+        result = cli("generate", "completions", "--input", prompts_file, "--backend", "openai", "--model", "m",
+                     "--base-url", "http://127.0.0.1:9/v1", "--prices", table, "-o", tmp_path / "run", "--max-cost-usd", "1",
+                     env={"OPENAI_API_KEY": "k"})
+        assert_one_line_error(result, "price table", "finite and >= 0")
+        assert not (tmp_path / "run").exists()

@@ -154,7 +154,7 @@ def test_bootstrap_prompts_mix_seeds_and_machine_tasks(tmp_path):
 def test_chat_run_end_to_end(cli, tmp_path, monkeypatch, calls):
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--batch-size", "3")
     assert result.code == 0, result.err
-    assert "12 instructions generated" in result.out
+    assert "12 instructions made; 12 rows written" in result.out
     data = datasets.load_dataset(str(out), split="train")
     assert list(data.features)[:5] == list(SELF_INSTRUCT) and data.features["messages"] == SELF_INSTRUCT["messages"]
     rows = data.to_list()

@@ -24,7 +24,7 @@ def test_shards_merge_into_the_dataset_of_one_run(cli, tmp_path, prompts_file):
     assert [len(rows(out)) for out in shards] == [7, 7, 6]  # items 0,3,6,... / 1,4,7,... / 2,5,8,...
     merged = cli("merge", *reversed(shards), "-o", tmp_path / "merged")
     assert merged.code == 0, merged.err
-    assert "3 shards, 20 items" in merged.out
+    assert "20 items joined from 3 shards; 20 rows written" in merged.out
     assert completions(cli, prompts_file, tmp_path / "whole").code == 0
     assert rows(tmp_path / "merged") == rows(tmp_path / "whole")
     stats = json.loads((tmp_path / "merged" / "stats.json").read_text())

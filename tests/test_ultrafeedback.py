@@ -178,9 +178,12 @@ def test_swap_debiasing_shows_and_evens_out_position_bias(cli, tmp_path, monkeyp
 def test_ties_are_dropped_unless_kept(cli, tmp_path, monkeypatch, prompts):
     flat = teacher(rate=lambda text, position: 3)
     result, out = rate(cli, tmp_path, monkeypatch, prompts, reply=flat)
-    assert_one_line_error(result, "no row survived")
+    assert_one_line_error(result, "survived post-processing", "completions/")
     stats = json.loads((out / "stats.json").read_text())
     assert {f["name"]: f["removed"] for f in stats["filters"]}["ties between chosen and rejected"] == 10
+    # What was paid for is exported all the same: every completion with its ratings.
+    assert len(datasets.load_dataset(str(out), "completions", split="train")) == 40
+    assert not (out / "data").exists()
     kept = rate(cli, tmp_path, monkeypatch, prompts, "--keep-ties", reply=flat)[0]
     assert kept.code == 0, kept.err
     assert all(r["score_chosen"] == r["score_rejected"] == 3 for r in datasets.load_dataset(str(out), split="train_prefs"))

@@ -393,9 +393,9 @@ def test_ledger_needs_a_price_for_a_cost_budget():
 
 
 def test_ledger_token_budget_counts_worst_case():
-    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=100))  # 18 + 100 tokens worst case
-    worst = request.estimated_prompt_tokens() + 100
-    assert worst == 118
+    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=100))  # 46 + 100 tokens worst case
+    worst = request.max_prompt_tokens() + 100
+    assert worst == 146  # 30 bytes, at most a token each, + 16 for the frame
     ledger = Ledger(None, max_tokens=2 * worst)
     first = ledger.reserve(request)
     assert first == (worst, 0.0) and ledger.reserved_tokens == worst
@@ -411,17 +411,17 @@ def test_ledger_token_budget_counts_worst_case():
     assert (ledger.prompt_tokens, ledger.completion_tokens, ledger.tokens) == (10, 20, 30)
     assert ledger.reserved_tokens == worst
     with pytest.raises(BudgetReached):
-        ledger.reserve(request)  # 30 used + 118 in flight + 118 > 236
-    small = Request.text("m", "x" * 30, SamplingParams(max_tokens=70))  # 88 worst case
-    ledger.reserve(small)  # 30 + 118 + 88 == 236: exactly at the budget is allowed
+        ledger.reserve(request)  # 30 used + 146 in flight + 146 > 292
+    small = Request.text("m", "x" * 30, SamplingParams(max_tokens=70))  # 116 worst case
+    ledger.reserve(small)  # 30 + 146 + 116 == 292: exactly at the budget is allowed
     assert ledger.tokens + ledger.reserved_tokens == 2 * worst
 
 
 def test_ledger_token_budget_edge():
-    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=100))  # 118 worst case
-    Ledger(None, max_tokens=118).reserve(request)
+    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=100))  # 146 worst case
+    Ledger(None, max_tokens=146).reserve(request)
     with pytest.raises(BudgetReached):
-        Ledger(None, max_tokens=117).reserve(request)
+        Ledger(None, max_tokens=145).reserve(request)
     # Even with nothing spent, a request that alone could pass the cap is refused.
     with pytest.raises(BudgetReached):
         Ledger(None, max_tokens=50).reserve(Request.text("m", "x", SamplingParams(max_tokens=1000)))
@@ -429,32 +429,32 @@ def test_ledger_token_budget_edge():
 
 def test_ledger_cost_budget():
     price = Price(input=1_000_000.0, output=2_000_000.0)  # $1 a prompt token, $2 a completion token
-    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=10))  # 18 prompt, 10 completion
-    ledger = Ledger(price, max_cost_usd=100.0)
+    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=10))  # 46 prompt, 10 completion at most
+    ledger = Ledger(price, max_cost_usd=150.0)
     reservation = ledger.reserve(request)
-    assert reservation[0] == 28 and reservation[1] == pytest.approx(18 + 20)
-    ledger.reserve(request)  # $76 in flight
+    assert reservation[0] == 56 and reservation[1] == pytest.approx(46 + 20)
+    ledger.reserve(request)  # $132 in flight
     with pytest.raises(BudgetReached, match="cost budget"):
-        ledger.reserve(request)  # $114 > $100
+        ledger.reserve(request)  # $198 > $150
     ledger.release(reservation)
-    assert ledger.reserved_cost == pytest.approx(38.0)
+    assert ledger.reserved_cost == pytest.approx(66.0)
     ledger.record(Usage(prompt_tokens=18, completion_tokens=5), "m")
     assert ledger.cost == pytest.approx(28.0)
     with pytest.raises(BudgetReached):
-        ledger.reserve(request)  # $28 spent + $38 in flight + $38 = $104 > $100
-    ledger.reserve(Request.text("m", "x" * 30, SamplingParams(max_tokens=7)))  # 28 + 38 + 32 = 98
-    assert ledger.cost + ledger.reserved_cost == pytest.approx(98.0)
+        ledger.reserve(request)  # $28 spent + $66 in flight + $66 = $160 > $150
+    ledger.reserve(Request.text("m", "x" * 30, SamplingParams(max_tokens=5)))  # 28 + 66 + 56 = 150
+    assert ledger.cost + ledger.reserved_cost == pytest.approx(150.0)
 
 
 def test_ledger_cost_budget_counts_what_is_spent():
     price = Price(input=1_000_000.0, output=1_000_000.0)
-    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=10))  # $28 worst case
-    ledger = Ledger(price, max_cost_usd=50.0)
-    ledger.release(ledger.reserve(request))  # nothing spent: $28 fits
+    request = Request.text("m", "x" * 30, SamplingParams(max_tokens=10))  # $56 worst case
+    ledger = Ledger(price, max_cost_usd=80.0)
+    ledger.release(ledger.reserve(request))  # nothing spent: $56 fits
     assert ledger.reserved_cost == pytest.approx(0.0)
     ledger.record(Usage(prompt_tokens=20, completion_tokens=5), "m")  # $25 spent
-    with pytest.raises(BudgetReached, match=r"\$50\.00"):
-        ledger.reserve(request)  # 25 + 28 = 53 > 50
+    with pytest.raises(BudgetReached, match=r"\$80\.00.*\$25\.0000 spent"):
+        ledger.reserve(request)  # 25 + 56 = 81 > 80
 
 
 # ================================================================ retries
@@ -621,7 +621,8 @@ def test_ledger_prices_each_model_on_its_own():
     ledger.record(Usage(prompt_tokens=1, completion_tokens=1), "big")
     ledger.record(Usage(prompt_tokens=1, completion_tokens=1), "small")
     assert ledger.cost == pytest.approx(6.0)
-    assert ledger.worst_case(Request.text("big", "x" * 30, SamplingParams(max_tokens=10)))[1] == pytest.approx(56.0)
+    assert Ledger(prices, max_cost_usd=200.0).reserve(Request.text("big", "x" * 30, SamplingParams(max_tokens=10))) == (
+        56, pytest.approx(112.0))
     with pytest.raises(ConfigError, match="for other"):
         Ledger({**prices, "other": None}, max_cost_usd=1.0)
     unknown = Ledger({"a": None})

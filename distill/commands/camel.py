@@ -33,4 +33,6 @@ def camel(ctx: click.Context, **_) -> None:
     inception prompts until the task is done. Writes train_sft/test_sft splits with the
     columns of HuggingFaceH4/ultrachat_200k plus roles and tasks.
     """
-    run_pipeline(ctx, "camel", "CamelConfig", "dialogues generated")
+    run_pipeline(ctx, "camel", "CamelConfig", "dialogues made",
+                 "look at them with `distill stats {out}`; clean them with `distill filter dedup {out} -o {out}-clean`; "
+                 "train on them with `distill train sft`")

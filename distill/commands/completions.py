@@ -22,4 +22,4 @@ def completions(ctx: click.Context, **_) -> None:
     With no backend and no endpoint configured it runs the embedded llama.cpp model
     (Gemma 3 270M, a small base model: for demos and tests, not production data).
     """
-    run_pipeline(ctx, "completions", "CompletionsConfig", "completions")
+    run_pipeline(ctx, "completions", "CompletionsConfig", "completions made", "look at them with `distill stats {out}`")

@@ -10,8 +10,8 @@ def merge(runs, output):
     reads (--input, --materials, role files) must be at the paths the shards used."""
     from pathlib import Path
 
+    from distill.commands.options import report
     from distill.merge import merge as merge_runs
 
     outcome = merge_runs([Path(r) for r in runs], Path(output))
-    rejected = f" ({outcome.failed} rejected by the backend)" if outcome.failed else ""
-    click.echo(f"done: {len(runs)} shards, {outcome.done} items{rejected}, dataset in {output}/data/")
+    report(outcome, f"items joined from {len(runs)} shards")

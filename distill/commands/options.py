@@ -71,19 +71,30 @@ def input_options(command):
     return command
 
 
-def run_pipeline(ctx: click.Context, module: str, config_class: str, what: str) -> None:
+def run_pipeline(ctx: click.Context, module: str, config_class: str, what: str, next_step: str) -> None:
     """The body of a generating command: its config (the --config YAML, then the flags the
-    user typed), its pipeline `distill.pipelines.<module>.run`, the closing line."""
+    user typed), its pipeline `distill.pipelines.<module>.run`, the closing lines.
+    `next_step` says what to do with the data, `{out}` standing for the run directory."""
     import importlib
 
     from distill.config import resolve_config
 
     pipeline = importlib.import_module(f"distill.pipelines.{module}")
     config = resolve_config(getattr(pipeline, config_class), ctx, ctx.params.get("config"))
-    report(pipeline.run(config), what, config.output)
+    report(pipeline.run(config), what, next_step.format(out=config.output))
 
 
-def report(outcome, what: str, output) -> None:
-    """The closing line of a generating command."""
-    rejected = f"; {outcome.failed} rejected by the backend, listed in failed.jsonl" if outcome.failed else ""
-    click.echo(f"done: {outcome.done} {what}, dataset in {output}/data/{rejected}")
+def report(outcome, what: str, next_step: str | None = None) -> None:
+    """The closing lines of a generating command: what was made, the rows written per split,
+    what post-processing dropped and why, and the next step."""
+    exported = outcome.export
+    splits = ", ".join(f"{split} {rows:,}" for split, rows in exported.rows.items())
+    parts = [f"{outcome.done:,} {what}", f"{sum(exported.rows.values()):,} rows written to {exported.path}/data/ ({splits})"]
+    if exported.dropped:
+        reasons = ", ".join(f"{reason} {rows:,}" for reason, rows in exported.dropped.items())
+        parts.append(f"{sum(exported.dropped.values()):,} dropped ({reasons})")
+    if outcome.failed:
+        parts.append(f"{outcome.failed:,} rejected by the backend, listed in failed.jsonl")
+    click.echo("done: " + "; ".join(parts))
+    if next_step:
+        click.echo(f"next: {next_step}")

@@ -37,4 +37,5 @@ def self_instruct(ctx: click.Context, **_) -> None:
     (one row per instance). With no backend and no endpoint it runs the embedded llama.cpp
     model with completion-style prompts, as the paper did with a base model.
     """
-    run_pipeline(ctx, "self_instruct", "SelfInstructConfig", "instructions generated")
+    run_pipeline(ctx, "self_instruct", "SelfInstructConfig", "instructions made",
+                 "look at them with `distill stats {out}`; train on them with `distill train sft`")

@@ -37,4 +37,6 @@ def ultrachat(ctx: click.Context, **_) -> None:
     HuggingFaceH4/ultrachat_200k. With no backend and no endpoint it runs the embedded
     llama.cpp model (a small base model: for demos and tests, not production data).
     """
-    run_pipeline(ctx, "ultrachat", "UltraChatConfig", "dialogues generated")
+    run_pipeline(ctx, "ultrachat", "UltraChatConfig", "dialogues made",
+                 "look at them with `distill stats {out}`; clean them with `distill filter dedup {out} -o {out}-clean`; "
+                 "train on them with `distill train sft`")

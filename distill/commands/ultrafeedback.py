@@ -35,4 +35,6 @@ def ultrafeedback(ctx: click.Context, **_) -> None:
     Writes train_prefs/test_prefs and train_sft/test_sft splits, and a `completions` config
     with every completion, model, principle, order and rating.
     """
-    run_pipeline(ctx, "ultrafeedback", "UltraFeedbackConfig", "prompts rated")
+    run_pipeline(ctx, "ultrafeedback", "UltraFeedbackConfig", "prompts rated",
+                 "look at the pairs with `distill stats {out}`; train on them with `distill train dpo`; "
+                 "binarize again with `distill binarize {out}`")

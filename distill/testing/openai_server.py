@@ -77,6 +77,7 @@ class ServerStats:
     max_in_flight: int = 0
     batches_created: int = 0
     batch_lines: int = 0  # requests received in batches
+    keys_seen: list = field(default_factory=list)  # the Authorization header of each chat/completions request
 
     @property
     def answered_total(self) -> int:
@@ -91,9 +92,15 @@ class LoopbackServer:
         faults: FaultPlan | None = None,
         api_key: str | None = None,
         port: int = 0,
+        usage_factor: float = 1.0,
+        echo_headers: bool = False,
     ):
         self.reply = reply
         self.latency = latency
+        # Hostile modes: report `usage_factor` times the tokens really used; put the request's
+        # headers (the Authorization header among them) into every error body, as some proxies do.
+        self.usage_factor = usage_factor
+        self.echo_headers = echo_headers
         self.batch_polls = 1
         self.hold_batches = False
         self.failing_polls = 0  # the next this many looks at a batch answer 500
@@ -213,9 +220,16 @@ class LoopbackServer:
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
 
+    def _error(self, request: web.Request, message: str, status: int, **kwargs) -> web.Response:
+        if self.echo_headers:
+            message += " (request headers: " + json.dumps(dict(request.headers)) + ")"
+        return web.json_response({"error": {"message": message}}, status=status, **kwargs)
+
     async def _complete(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.stats.keys_seen.append(request.headers.get("Authorization"))
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+            return self._error(request, "invalid api key", 401)
         body = await request.json()
         key = body_key(body)
         with self._lock:
@@ -243,14 +257,12 @@ class LoopbackServer:
 
     async def _fault(self, kind: str, request: web.Request) -> web.StreamResponse:
         if kind == "429":
-            return web.json_response(
-                {"error": {"message": "rate limited"}}, status=429, headers={"Retry-After": str(self.faults.retry_after)}
-            )
+            return self._error(request, "rate limited", 429, headers={"Retry-After": str(self.faults.retry_after)})
         if kind == "500":
-            return web.json_response({"error": {"message": "internal error"}}, status=500)
+            return self._error(request, "internal error", 500)
         if kind == "slow":
             await asyncio.sleep(self.faults.slow_seconds)
-            return web.json_response({"error": {"message": "too late"}}, status=504)
+            return self._error(request, "too late", 504)
         if kind == "drop":
             request.transport.abort()
             raise ConnectionResetError("dropped by the fault plan")
@@ -264,7 +276,8 @@ class LoopbackServer:
         if len(words) > limit:
             text, finish = " ".join(words[:limit]), "length"
         prompt_text = body["prompt"] if "prompt" in body else " ".join(m["content"] for m in body["messages"])
-        usage = {"prompt_tokens": len(prompt_text.split()), "completion_tokens": min(len(words), limit)}
+        usage = {"prompt_tokens": round(len(prompt_text.split()) * self.usage_factor),
+                 "completion_tokens": round(min(len(words), limit) * self.usage_factor)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": "cmpl-" + body_key(body)[:12], "created": int(time.time()), "model": body["model"], "usage": usage}
         if "messages" in body:
