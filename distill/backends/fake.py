@@ -1,27 +1,26 @@
 """An in-process backend that needs no model: for tests and dry runs of a pipeline.
 
-By default it answers with a deterministic echo of the request; tests pass their own
-`reply` function (request -> text, or an exception to raise) and an optional latency.
+By default it answers every request in the shape its prompt asks for (a numbered list,
+JSON following the schema, a CAMEL turn, a judge's ratings, ... see fake_replies), with
+texts that are a function of the request alone, so any pipeline runs end to end offline
+and a resumed run gives the same dataset. Tests pass their own `reply` function
+(request -> text, or an exception to raise) and an optional latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Callable
 
+from distill.backends.fake_replies import shaped_reply
 from distill.request import Request, Response, Usage
 
 Reply = Callable[[Request], str]
 
-
-def echo_reply(request: Request) -> str:
-    if request.prompt is not None:
-        last = request.prompt
-    else:
-        last = request.messages[-1]["content"]
-    digest = hashlib.sha256(request.key().encode()).hexdigest()[:8]
-    return f"[fake {digest}] {last[:200]}"
+# The default reply. Looked up by this name on every call, so tests can swap it
+# (monkeypatch distill.backends.fake.echo_reply); plain prompts still get a tagged
+# "[fake 1a2b3c4d] ..." answer, as when it was an echo.
+echo_reply: Reply = shaped_reply
 
 
 class FakeBackend:

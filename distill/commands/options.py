@@ -20,7 +20,7 @@ _ENGINE_OPTIONS = [
         "--backend",
         type=click.Choice(BACKENDS),
         help="llamacpp: embedded CPU model, for demos and tests (default when no endpoint is set); "
-        "openai: any OpenAI-compatible server; vllm: in-process on GPUs; fake: no model, echoes (dry runs).",
+        "openai: any OpenAI-compatible server; vllm: in-process on GPUs; fake: no model, replies shaped as each prompt asks (offline dry runs).",
     ),
     click.option("--model", help="Model name; for llamacpp a .gguf path (default: the embedded Gemma 3 270M base model)."),
     click.option("--base-url", multiple=True, help="OpenAI-compatible endpoint; repeat to spread requests over several."),
