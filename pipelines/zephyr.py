@@ -110,9 +110,10 @@ def plan(config: ZephyrConfig) -> Plan:
     root = Path(config.output)
     engine = _engine(config)
     if config.push_to_hub:
-        from distill.hub import check_repo_id
+        from distill import hub
 
-        check_repo_id(config.push_to_hub, "--push-to-hub")
+        hub.check_repo_id(config.push_to_hub, "--push-to-hub")
+        hub.hub_api()  # the token, before anything is asked or written (a dry run checks it too)
     for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback)):
         shared = sorted(set(extra) & (set(engine) | {"output"}))
         if shared:
@@ -135,19 +136,28 @@ def plan(config: ZephyrConfig) -> Plan:
         }
         for stage in STAGES[1:STAGES.index(config.stop_after) + 1]:
             training.append(_training_step(config, stage, *sources[stage], root / stage))
+        from distill.train.launch import check_installed
+
+        check_installed(config.accelerate_config)
     return Plan(ultrachat, filters, clean, ultrafeedback, training)
 
 
 def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eval_split: str | None, model: str,
                    overrides: list[str], output: Path) -> TrainingStep:
+    """A stage's resolved recipe and command, checked as far as it can be before its data exists:
+    the recipe's values (through the TRL config the run builds) and output_dir. The data, the
+    tokenizer and this machine's GPUs are checked when the stage starts (`run_stage`)."""
     from distill.train.launch import launch_command
     from distill.train.recipe import find_recipe, load_recipe, resolve_batch
+    from distill.train.stages import check_output_dir, trl_args
 
     recipe = load_recipe(find_recipe(f"zephyr-7b-beta/{stage}_{config.preset}"), stage,
                          [*_recipe_overrides(data, split, eval_split, model, output), *overrides])
     note = resolve_batch(recipe, config.num_gpus)
     resolved = recipe.output_dir / "recipe.yaml"
     command = launch_command(stage, resolved, config.num_gpus, config.accelerate_config)
+    trl_args(recipe, this_machine=False)
+    check_output_dir(recipe.output_dir)
     return TrainingStep(stage, recipe, command, resolved, note)
 
 
@@ -167,8 +177,9 @@ def describe(steps: Plan, config: ZephyrConfig) -> list[str]:
     ]
     for number, step in enumerate(steps.training, start=4):
         recipe = step.recipe
+        template = ", Zephyr's chat template" if recipe.chat_template == "zephyr" else ""
         lines.append(f"{number}/5 {step.stage}: {recipe.model.name_or_path}, {recipe.peft.method if recipe.peft.method != 'none' else 'full'}"
-                     f" -> {recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
+                     f"{template} -> {recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
         lines.append("    " + shlex.join(step.command))
     if config.push_to_hub:
         lines.append(f"push: {', '.join(config.repo(s) for s in ['ultrachat', 'feedback', *(t.stage for t in steps.training)])}")

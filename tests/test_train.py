@@ -61,6 +61,8 @@ def test_sft_trains_masks_user_tokens_saves_and_generates(cli, tmp_path, base_mo
     card = (out / "README.md").read_text()
     assert f"base_model: {base_model}" in card and "train_loss" in card and "| max_length | 96 |" in card
     assert json.loads((out / "train_metrics.json").read_text())["train_loss"] > 0
+    assert "chat template: Zephyr's (<|system|>/<|user|>/<|assistant|>), as the tokenizer has none" in result.err
+    assert "the starting tokenizer had none" in card
 
 
 def test_assistant_only_loss_masks_the_user(tmp_path, base_model):
@@ -154,7 +156,10 @@ def test_shipped_recipes_are_valid():
     assert load_recipe(find_recipe("zephyr-7b-beta/dpo_handbook"), "dpo", []).training["beta"] == 0.01
 
 
-def test_push_flags_land_in_the_recipe(cli, tmp_path):
+def test_push_flags_land_in_the_recipe(cli, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test")  # a dry run checks the token too
     result = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", "--push-to-hub", "--hub-model-id", "me/zephyr-test")
     resolved = yaml.safe_load(result.out.partition("\n")[2])
     assert resolved["push_to_hub"] is True and resolved["hub_model_id"] == "me/zephyr-test"
@@ -256,3 +261,181 @@ def test_without_the_train_extra_is_one_line(cli, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
     assert_one_line_error(cli("train", "sft", "--config", "zephyr-7b-beta/sft_paper", "--dry-run"), "pip install 'distill[train]'")
+
+
+# --- a dry run checks what the run checks before its first step (issue 11, item 19) ----------
+
+
+def no_token(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+
+
+BAD = {  # recipe overrides or flags, and what the one line says; {missing}, {wrong}, {file}: paths made by the test
+    "negative-learning-rate": (["training.learning_rate=-1"], "training.learning_rate must be >= 0, not -1"),
+    "epochs-not-a-number": (["training.num_train_epochs=banana"], "training.num_train_epochs must be a number"),
+    "refused-by-trl": (["training.lr_scheduler_type=sideways"], "training.lr_scheduler_type = 'sideways': TRL's"),
+    "missing-dataset": (["datasets=[{{path: {missing}}}]"], "{missing} does not exist"),
+    "wrong-columns": (["datasets=[{{path: {wrong}}}]"], "{stage} needs column '{column}'"),
+    "output-dir-is-a-file": (["output_dir={file}"], "output_dir {file} is not a directory"),
+    "push-without-a-token": (["--push-to-hub", "--hub-model-id", "me/tiny"], "no Hugging Face token"),
+}
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_values_are_refused_alike_by_dry_run_and_run_before_anything_is_written(cli, tmp_path, base_model, monkeypatch,
+                                                                                   case, stage, dry_run):
+    data = write_jsonl(tmp_path / "data.jsonl", dialogues() if stage == "sft" else pairs())
+    other = [{k: v for k, v in row.items() if k != "messages"} for row in pairs()] if stage == "sft" else dialogues()
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    names = {"missing": tmp_path / "missing.jsonl", "wrong": write_jsonl(tmp_path / "other.jsonl", other), "file": taken,
+             "stage": stage, "column": "messages" if stage == "sft" else "chosen"}
+    args, needle = BAD[case]
+    no_token(monkeypatch)
+    monkeypatch.setattr("distill.train.stages.load_model", lambda *a, **k: pytest.fail("a model loaded before the checks"))
+    config = recipe(tmp_path, stage, base_model, data, **({"training": {"beta": 0.1}} if stage == "dpo" else {}))
+    result = cli("train", stage, "--config", config, *[a.format(**names) for a in args], *(["--dry-run"] if dry_run else []))
+    assert_one_line_error(result, needle.format(**names))
+    assert not (tmp_path / f"out-{stage}").exists()
+    assert taken.read_text() == "not a directory"
+
+
+def test_a_dry_run_names_what_it_cannot_check_offline(cli, tmp_path, base_model):
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    config = recipe(tmp_path, "sft", base_model, data)
+    result = cli("train", "sft", "--config", config, "--dry-run", "eval_datasets=[{path: HuggingFaceH4/ultrachat_200k}]")
+    assert result.code == 0, result.err
+    assert "not checked by a dry run, which stays offline: the Hub dataset (no such local path) " \
+           "HuggingFaceH4/ultrachat_200k (eval)" in result.err
+    assert str(data) not in result.err  # the local one was checked
+    shipped = cli("train", "sft", "--config", "zephyr-7b-beta/sft_handbook", "--dry-run", f"output_dir={tmp_path / 'o'}")
+    assert shipped.code == 0, shipped.err
+    assert "the tokenizer of mistralai/Mistral-7B-v0.1" in shipped.err and "HuggingFaceH4/ultrachat_200k (train)" in shipped.err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "out-sft").exists()
+
+
+def test_trl_config_is_built_by_one_function_for_the_checks_and_the_run(tmp_path, base_model, monkeypatch):
+    from distill.errors import ConfigError
+    from distill.train import stages
+    from distill.train.recipe import load_recipe
+
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    good = load_recipe(recipe(tmp_path, "sft", base_model, data), "sft", ["training.learning_rate='2e-5'"])
+    args = stages.trl_args(good)
+    assert args.learning_rate == 2e-5 and args.assistant_only_loss is True and args.output_dir == str(tmp_path / "out-sft")
+    built = []
+    real = stages.trl_args
+    monkeypatch.setattr(stages, "trl_args", lambda recipe, this_machine=True: built.append(this_machine) or real(recipe, this_machine))
+    stages.preflight(good, dry_run=True)
+    stages.preflight(good)
+    assert built == [False, True]  # a dry run checks the values alone; the run builds the config it trains with
+    on_gpu = load_recipe(recipe(tmp_path, "sft", base_model, data), "sft", ["training.use_cpu=false", "training.bf16=true"])
+    import torch
+
+    if not torch.cuda.is_available():
+        real(on_gpu, this_machine=False)  # the values stand; this machine's lack of a GPU is the run's to say
+        with pytest.raises(ConfigError, match="bf16"):
+            real(on_gpu)
+
+
+# --- the chat template (issue 11, items 17 and 25) -----------------------------------------
+
+NO_MARKERS = ("{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+              "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
+# A template of its own (ChatML-like), marked with Jinja's whitespace control.
+OWN = ("{%- for message in messages -%}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+       "{%- if message['role'] == 'assistant' -%}{%- generation -%}{{ message['content'] + '<|im_end|>' }}{%- endgeneration -%}"
+       "{%- else -%}{{ message['content'] + '<|im_end|>' }}{%- endif -%}{{ '\\n' }}{%- endfor -%}"
+       "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}")
+
+
+def with_template(base_model, folder, chat_template):
+    """A copy of the tiny base model whose tokenizer has `chat_template`."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(base_model, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("marker", ["{% generation %}", "{%- generation %}", "{% generation -%}", "{%- generation -%}",
+                                    "{%-generation-%}", "{%+ generation %}"])
+def test_generation_markers_are_the_tag_itself(marker):
+    from distill.train import template
+
+    assert template.has_markers(f"{{% for m in messages %}}{marker}{{{{ m['content'] }}}}{{% endgeneration %}}{{% endfor %}}")
+    assert template.has_markers({"default": marker, "tool_use": ""})
+    assert not template.has_markers(NO_MARKERS) and "generation" in NO_MARKERS  # add_generation_prompt is not a marker
+    assert not template.has_markers("{{ generation }}") and not template.has_markers(None)
+
+
+def test_assistant_only_loss_refuses_a_template_without_markers(cli, tmp_path, base_model):
+    from transformers import AutoTokenizer
+
+    from distill.errors import ConfigError
+    from distill.train import template
+
+    model = with_template(base_model, tmp_path / "unmarked", NO_MARKERS)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    with pytest.raises(ConfigError, match="needs a chat template with {% generation %} markers"):
+        template.prepare(tokenizer, "auto", assistant_only_loss=True)
+    assert template.prepare(tokenizer, "auto", assistant_only_loss=False) == template.OWN  # a loss on everything: asked for
+    assert template.prepare(AutoTokenizer.from_pretrained(model), "zephyr", True) == template.REPLACED
+    marked = AutoTokenizer.from_pretrained(with_template(base_model, tmp_path / "marked", OWN))
+    assert template.prepare(marked, "auto", True) == template.OWN and marked.chat_template == OWN  # the good path
+    from trl.chat_template_utils import llama3_chat_template
+
+    marked.chat_template = llama3_chat_template  # no markers, but TRL swaps in a marked copy of it
+    assert template.prepare(marked, "auto", True) == template.OWN
+
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    config = recipe(tmp_path, "sft", model, data)
+    for dry_run in (["--dry-run"], []):
+        assert_one_line_error(cli("train", "sft", "--config", config, *dry_run), "assistant_only_loss needs a chat template",
+                              "set chat_template: zephyr, or assistant_only_loss: false")
+        assert not (tmp_path / "out-sft").exists()
+
+
+def test_replacing_the_tokenizers_template_is_said_and_carded(cli, tmp_path, base_model):
+    model = with_template(base_model, tmp_path / "own", OWN)
+    data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
+    notice = ("chat template: Zephyr's (<|system|>/<|user|>/<|assistant|>), replacing the tokenizer's own; "
+              "set chat_template: auto to keep it")
+    kept = cli("train", "sft", "--config", recipe(tmp_path, "sft", model, data), "--dry-run")
+    assert kept.code == 0, kept.err
+    assert "chat template" not in kept.err  # auto keeps it, and says nothing
+    config = recipe(tmp_path, "sft", model, data, chat_template="zephyr")
+    dry = cli("train", "sft", "--config", config, "--dry-run")
+    assert dry.code == 0 and notice in dry.err.splitlines()
+    result = cli("train", "sft", "--config", config)
+    assert result.code == 0, result.err
+    assert notice in result.err.splitlines()
+    out = tmp_path / "out-sft"
+    card = (out / "README.md").read_text()
+    assert "which replaced the starting tokenizer's own (the recipe's `chat_template: zephyr`)" in card
+    assert r"| chat template | Zephyr's (<\|system\|>/<\|user\|>/<\|assistant\|>), replacing the tokenizer's own" in card
+    from transformers import AutoTokenizer
+
+    from distill.train.template import ZEPHYR_TEMPLATE
+
+    assert AutoTokenizer.from_pretrained(out).chat_template == ZEPHYR_TEMPLATE  # the template it was trained with
+
+
+def test_shipped_sft_recipes_say_they_replace_the_template(cli, tmp_path):
+    from distill.train.recipe import find_recipe, load_recipe
+
+    for name in ("sft_paper", "sft_handbook"):
+        assert load_recipe(find_recipe(f"zephyr-7b-beta/{name}"), "sft", []).chat_template == "zephyr"
+        result = cli("train", "sft", "--config", f"zephyr-7b-beta/{name}", "--dry-run", f"output_dir={tmp_path / name}")
+        assert result.code == 0, result.err
+        assert "chat template: Zephyr's (<|system|>/<|user|>/<|assistant|>), replacing the tokenizer's own if it has one; " \
+               "set chat_template: auto to keep it" in result.err

@@ -177,3 +177,22 @@ def test_accelerate_parses_and_validates_the_built_command(name):
     assert args.training_script_args == ["dpo", str(RESOLVED)]
     assert (args.multi_gpu, args.use_deepspeed, args.use_fsdp) == (name == "multi_gpu", name == "deepspeed_zero3", name == "fsdp")
     assert args.mixed_precision == "bf16"
+
+
+def test_a_worker_says_a_refused_recipe_in_one_line(tmp_path, monkeypatch, capsys):
+    """Under accelerate the worker is its own process: its refusal is one line too, and its exit code."""
+    pytest.importorskip("trl")
+    import yaml
+
+    from distill.train import worker
+
+    resolved = tmp_path / "recipe.yaml"
+    resolved.write_text(yaml.safe_dump({"stage": "sft", "model": {"name_or_path": str(tmp_path / "m")},
+                                        "datasets": [{"path": str(tmp_path / "d.jsonl")}], "output_dir": str(tmp_path / "o"),
+                                        "training": {"learning_rate": -1}}))
+    monkeypatch.setattr(sys, "argv", ["worker", "sft", str(resolved)])
+    with pytest.raises(SystemExit) as done:
+        worker.main()
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "error: training.learning_rate must be >= 0, not -1\n"
+    assert not (tmp_path / "o").exists()

@@ -115,8 +115,13 @@ def test_step_options_from_the_config_file(cli, tmp_path, monkeypatch):
     ([], {"ultrachat": {"sectorz": "world=1"}}, "sectorz"),
     ([], {"ultrachat": {"concurrency": 3}}, "at the top of the config"),
     (["--num-gpus", "2", "--accelerate-config", "megatron"], None, "megatron"),
-], ids=["one-model-pool", "qlora-on-cpu", "bad-recipe-key", "bad-step-key", "engine-key-in-step", "bad-accelerate-config"])
-def test_bad_settings_stop_before_anything_is_written(cli, tmp_path, monkeypatch, args, yaml_config, needle):
+    (["--sft", "training.learning_rate=-1"], None, "training.learning_rate must be >= 0, not -1"),
+    (["--dpo", "training.num_train_epochs=banana"], None, "training.num_train_epochs must be a number"),
+    (["--dpo", "training.lr_scheduler_type=sideways"], None, "training.lr_scheduler_type = 'sideways'"),
+], ids=["one-model-pool", "qlora-on-cpu", "bad-recipe-key", "bad-step-key", "engine-key-in-step", "bad-accelerate-config",
+        "negative-learning-rate", "epochs-not-a-number", "refused-by-trl"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_bad_settings_stop_before_anything_is_written(cli, tmp_path, monkeypatch, args, yaml_config, needle, dry_run):
     extra = []
     if yaml_config:
         path = tmp_path / "c.yaml"
@@ -125,9 +130,18 @@ def test_bad_settings_stop_before_anything_is_written(cli, tmp_path, monkeypatch
     out = tmp_path / "z"
     monkeypatch.setattr("distill.backends.fake.echo_reply", teacher)
     pool = [] if "--pool" in args else ["--pool", POOL]
-    result = cli("zephyr", "--backend", "fake", *pool, "--dialogues", "4", "-o", out, "-q", *args, *extra)
+    result = cli("zephyr", "--backend", "fake", *pool, "--dialogues", "4", "-o", out, "-q", *args, *extra, *dry_run)
     assert_one_line_error(result, needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_a_training_output_that_is_a_file_stops_before_anything(cli, tmp_path, monkeypatch, dry_run):
+    out = tmp_path / "z"
+    out.mkdir()
+    (out / "dpo").write_text("mine")
+    assert_one_line_error(zephyr(cli, monkeypatch, out, *dry_run), f"output_dir {out / 'dpo'} is not a directory")
+    assert sorted(p.name for p in out.iterdir()) == ["dpo"] and (out / "dpo").read_text() == "mine"
 
 
 def test_push_to_hub_publishes_each_step(cli, tmp_path, monkeypatch, base_model):
@@ -147,20 +161,26 @@ def test_push_to_hub_without_a_token_stops_before_anything(cli, tmp_path, monkey
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     out = tmp_path / "z"
     assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "me/zeph"), "HF_TOKEN")
+    assert not out.exists()
+    assert_one_line_error(zephyr(cli, monkeypatch, out, "--push-to-hub", "me/zeph", "--dry-run"), "no Hugging Face token")
     assert not out.exists()
     assert_one_line_error(zephyr(cli, monkeypatch, out, "--stop-after", "data", "--push-to-hub", "zeph"), "org/name")
 
 
 def test_dry_run_checks_and_prints_every_step(cli, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test")  # the token is checked by a dry run too
     out = tmp_path / "z"
     result = cli("zephyr", "--backend", "fake", "--pool", POOL, "--dialogues", "40", "--num-gpus", "8", "--dry-run",
                  "--push-to-hub", "me/zeph", "-o", out)
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0].startswith("1/5 UltraChat: 40 dialogues") and "dedup, refusal, degenerate, repetition" in lines[1]
-    assert "4 of 4 pool models" in lines[2] and "mistralai/Mistral-7B-v0.1, full" in lines[3]
+    assert "4 of 4 pool models" in lines[2] and "mistralai/Mistral-7B-v0.1, full, Zephyr's chat template" in lines[3]
     assert "accelerate.commands.launch" in lines[4] and "--num_processes 8" in lines[4]
     assert lines[-1] == "push: me/zeph-ultrachat, me/zeph-feedback, me/zeph-sft, me/zeph-dpo"
     assert not out.exists()  # nothing written, nothing asked

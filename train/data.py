@@ -26,6 +26,13 @@ def _chat(value: Any) -> bool:
     )
 
 
+def on_hub(spec: DatasetSpec) -> bool:
+    """Whether `spec` names a Hub dataset (an org/name that is no local path), which only a run that goes online can check."""
+    from distill.inputs import _is_hub_id
+
+    return _is_hub_id(spec.path)
+
+
 def load_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=None) -> list[dict[str, Any]]:
     splits = load_splits(spec.path, spec.subset, spec.revision)
     split = spec.split or next((s for s in (default_splits or DEFAULT_SPLITS[stage]) if s in splits), None)

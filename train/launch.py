@@ -18,6 +18,7 @@ import importlib.util
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from distill.errors import ConfigError, DistillError
 
@@ -120,23 +121,33 @@ class TrainingFailed(DistillError):
     """A launched training run exited with an error (its own output said why)."""
 
 
-def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, accelerate_config: str | None) -> dict:
+def in_process(command: list[str]) -> bool:
+    """Whether `command` runs the stage in this process (one device) rather than under accelerate."""
+    return "accelerate.commands.launch" not in command
+
+
+def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, accelerate_config: str | None,
+              checked=None, say: Callable[[str], None] | None = None) -> dict:
     """Start a resolved recipe: in this process on one device, else `command` (accelerate launch).
 
-    Returns the final metrics. Everything that can refuse comes before anything is written.
+    Returns the final metrics. Everything that can refuse comes before anything is written:
+    `checked` is the stage's preflight when the caller made it already, else it is made here
+    and its notes (the chat template, ...) go to `say` (default: stderr).
     """
     from distill.train.recipe import dump_recipe
+    from distill.train.stages import preflight
 
     check_installed(accelerate_config)
-    if recipe.push_to_hub:  # no token: say so now, not after the training
-        from distill.hub import hub_api
-
-        hub_api()
+    here = in_process(command)
+    if checked is None:
+        checked = preflight(recipe, in_process=here)
+        for line in checked.notes:
+            (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
     dump_recipe(recipe, resolved_config)
-    if "accelerate.commands.launch" not in command:
+    if here:
         from distill.train.stages import train
 
-        return train(recipe)
+        return train(recipe, checked)
     import json
     import subprocess
 

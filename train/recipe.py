@@ -9,6 +9,10 @@ the dataclass of the installed TRL.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +119,91 @@ def check_training_keys(recipe: Recipe) -> None:
             raise ConfigError(f"unknown training key {key!r} for TRL's {recipe.trl_config_class().__name__}")
 
 
+# Values TRL's config classes take without a word, which the run then refuses at its first
+# step (torch's optimizers: a negative learning rate, weight decay or epsilon, betas outside
+# [0, 1)) or trains wrongly on (no epochs, empty batches, a negative DPO beta).
+BOUNDS: dict[str, tuple[Any, str]] = {
+    "learning_rate": (lambda v: v >= 0, ">= 0"),
+    "num_train_epochs": (lambda v: v > 0, "> 0"),
+    "per_device_train_batch_size": (lambda v: v >= 1, ">= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, ">= 1"),
+    "max_length": (lambda v: v is None or v >= 1, ">= 1 (or null)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "adam_epsilon": (lambda v: v >= 0, ">= 0"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0"),
+    "beta": (lambda v: v > 0, "> 0"),
+}
+
+
+_NAMES = {float: "a number", int: "a whole number", bool: "true or false", str: "a string", type(None): "null",
+          dict: "a mapping", list: "a list"}
+
+
+def _type_name(hint: Any) -> str:
+    """A declared type in words: `int | None` is "a whole number or null"."""
+    if hint in _NAMES:
+        return _NAMES[hint]
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if parts:
+        return " or ".join(dict.fromkeys(_type_name(part) for part in parts))
+    origin = typing.get_origin(hint)
+    if origin in _NAMES:
+        return _NAMES[origin]
+    return re.sub(r"\b(?:[a-z_]\w*\.)+", "", getattr(hint, "__name__", None) or str(hint))
+
+
+@functools.cache
+def _hints(config_class) -> dict[str, Any]:
+    return typing.get_type_hints(config_class)
+
+
+@functools.cache
+def _adapter(config_class, key: str):
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(_hints(config_class)[key])
+    except Exception:  # a type pydantic cannot check: TRL's own __post_init__ still does
+        return None
+
+
+def training_values(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's `training:` values, each checked against the type the installed TRL's config
+    class declares and against BOUNDS; a YAML string that reads as the declared type ("2e-5" for
+    a float) becomes that type. A bad value is a ConfigError naming its key."""
+    check_training_keys(recipe)
+    config_class = recipe.trl_config_class()
+    values = {}
+    for key, value in recipe.training.items():
+        hint = _hints(config_class).get(key, Any)
+        adapter = _adapter(config_class, key)
+        typed = value
+        if adapter is not None:
+            accepts_bool = hint is bool or bool in typing.get_args(hint) or hint is Any
+            try:
+                if isinstance(value, bool) and not accepts_bool:
+                    raise ValueError("a boolean")
+                typed = adapter.validate_python(value)
+            except ValueError:
+                raise ConfigError(f"training.{key} must be {_type_name(hint)} (for TRL's {config_class.__name__}), "
+                                  f"not {value!r}") from None
+        if key in BOUNDS and typed is not None:
+            holds, wanted = BOUNDS[key]
+            try:
+                ok = holds(typed)
+            except TypeError:  # a type BOUNDS does not compare (a string where a number may also go)
+                ok = True
+            if not ok:
+                raise ConfigError(f"training.{key} must be {wanted}, not {value!r}")
+        # What YAML left a string ("2e-5"), or a whole float where an int goes, takes the declared type.
+        converted = isinstance(value, str) and not isinstance(typed, str) or isinstance(value, float) and type(typed) is int
+        values[key] = typed if converted else value
+    return values
+
+
 def require_training_stack() -> None:
     """The train extra, before anything reads a recipe: a clear line instead of an ImportError."""
     import importlib.util
@@ -136,7 +225,7 @@ def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe
         if key in values or key in (values.get("model") or {}):
             raise ConfigError(f"recipe key {key!r} is gone in TRL 1.x: use {RENAMED[key]!r}")
     recipe = validate_config(Recipe, {**values, "stage": stage})
-    check_training_keys(recipe)
+    training_values(recipe)
     if recipe.push_to_hub:
         from distill.hub import check_repo_id
 

@@ -1,7 +1,11 @@
 """The dSFT and dDPO stages on TRL's SFTTrainer and DPOTrainer.
 
-    tokenizer + chat template -> data (checked) -> model (+ LoRA/QLoRA) -> train (resuming
-    the last complete checkpoint) -> model, tokenizer and model card in output_dir
+    preflight: TRL config, output_dir, Hub token, tokenizer + chat template, data (checked)
+    -> model (+ LoRA/QLoRA) -> train (resuming the last complete checkpoint) -> model,
+    tokenizer and model card in output_dir
+
+`preflight` is everything a run checks before its first step; `distill train --dry-run`
+runs it too (offline), and a real run runs it before writing anything.
 
 A starting model that is itself a LoRA adapter (the output of a LoRA/QLoRA dSFT, say) is
 merged into its base first, so that training and DPO's implicit reference model start
@@ -12,9 +16,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.errors import ConfigError, InputError
 from distill.train import data, template
 from distill.train.recipe import ModelSpec, PeftSpec, Recipe
 
@@ -94,20 +100,146 @@ def last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir))
 
 
-def train(recipe: Recipe) -> dict[str, Any]:
+def trl_args(recipe: Recipe, this_machine: bool = True):
+    """The SFTConfig / DPOConfig the run trains with, built from the resolved recipe: the one place
+    it is built, for the run and for every check before it. What TRL refuses is a ConfigError naming
+    the key.
+
+    this_machine=False checks the values alone (a dry run, the launcher of accelerate's workers, a
+    plan made before its stage runs): no device is set up, and `bf16`/`tf32` are not held against
+    this machine's GPUs; the process that trains checks them.
+    """
+    import warnings
+
+    from distill.train.recipe import training_values
+
+    config_class = recipe.trl_config_class()
+    values = training_values(recipe)
+    fixed = dict(output_dir=str(recipe.output_dir), seed=recipe.seed)
+    if recipe.stage == "sft":
+        fixed["assistant_only_loss"] = recipe.assistant_only_loss
+    if not this_machine:
+        values.pop("tf32", None)
+        fixed["use_cpu"] = True
+
+    def build(training: dict[str, Any]):
+        return config_class(**fixed, **{k: v for k, v in training.items() if k not in fixed})
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            args = build(values)
+        except (ValueError, TypeError, OSError) as err:
+            raise _refused(config_class, values, build, err) from None
+    for warning in said if this_machine else ():  # once the config stands (an error stays the one line on
+        # stderr), and only from the run: a check repeats nothing of TRL's deprecation talk
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return args
+
+
+def _refused(config_class, values: dict[str, Any], build, err: Exception) -> ConfigError:
+    """The key whose value TRL refused: the one whose absence makes the config stand."""
+    reason = " ".join(str(err).split())[:400]
+    for key in values:
+        try:
+            build({k: v for k, v in values.items() if k != key})
+        except (ValueError, TypeError, OSError):
+            continue
+        return ConfigError(f"training.{key} = {values[key]!r}: TRL's {config_class.__name__} refuses it: {reason}")
+    return ConfigError(f"TRL's {config_class.__name__} refuses the recipe's training settings: {reason}")
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """output_dir must be a directory, or a path where one can be made (no file on the way)."""
+    path = Path(output_dir)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "" if part == path else f": {part} is a file"
+                raise ConfigError(f"output_dir {path} is not a directory{where or ' (it is a file)'}")
+            return
+
+
+@dataclass
+class Preflight:
+    """What the checks before a run found, kept for the run that follows in the same process."""
+
+    args: Any  # the TRL config (values only, unless `ready`)
+    ready: bool = False  # made in and for the process that trains: `train` goes on from it
+    notes: list[str] = field(default_factory=list)  # lines for the user (stderr)
+    template: str | None = None  # template.OWN / REPLACED / ADDED; None: not known (a dry run without the tokenizer)
+    tokenizer: Any = None
+    train_data: Any = None
+    eval_data: Any = None
+
+
+def _tokenizer(recipe: Recipe, offline: bool):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model.name_or_path, revision=recipe.model.revision,
-                                              trust_remote_code=recipe.model.trust_remote_code)
-    template.prepare(tokenizer, recipe.chat_template, recipe.stage == "sft" and recipe.assistant_only_loss)
-    # The data is checked before the (large) model is loaded.
-    train_data = data.mix(recipe.datasets, recipe.stage, recipe.seed)
-    eval_data = data.mix(recipe.eval_datasets, recipe.stage, recipe.seed, EVAL_SPLITS[recipe.stage]) if recipe.eval_datasets else None
+    spec = recipe.model
+    try:
+        return AutoTokenizer.from_pretrained(spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+                                             local_files_only=offline)
+    except (OSError, ValueError) as err:
+        if offline:
+            return None
+        raise InputError(f"cannot load the tokenizer of {spec.name_or_path}: {' '.join(str(err).split())[:300]}") from None
+
+
+def preflight(recipe: Recipe, dry_run: bool = False, in_process: bool = True) -> Preflight:
+    """Everything a run checks before its first step, short of loading the model, in the order
+    the run meets them: the TRL config, output_dir, the Hub token (pushing), the tokenizer and its
+    chat template, the data (its columns, before any model loads).
+
+    A dry run stays offline: Hub datasets, and a model neither in a local folder nor in the Hub
+    cache, are named in `notes` as not checked. A real run loads them, so that it refuses before
+    writing anything; in the process that trains (in_process) the config is built for this
+    machine and what was loaded is kept for `train`.
+    """
+    ready = in_process and not dry_run
+    checked = Preflight(trl_args(recipe, this_machine=ready), ready=ready)
+    check_output_dir(recipe.output_dir)
+    if recipe.push_to_hub:  # no token: say so now, not after the training
+        from distill import hub
+
+        hub.hub_api()
+    unchecked, hub_datasets = [], []
+    tokenizer = _tokenizer(recipe, offline=dry_run)
+    if tokenizer is None:
+        unchecked.append(f"the tokenizer of {recipe.model.name_or_path} (no local folder, not in the Hub cache)")
+        if recipe.chat_template == "zephyr":
+            checked.notes.append(f"chat template: {template.ZEPHYR}, replacing the tokenizer's own if it has one; "
+                                 "set chat_template: auto to keep it")
+    else:
+        checked.template = template.prepare(tokenizer, recipe.chat_template, recipe.stage == "sft" and recipe.assistant_only_loss)
+        if checked.template in template.NOTICE:
+            checked.notes.append(template.NOTICE[checked.template])
+        checked.tokenizer = tokenizer
+    evals = EVAL_SPLITS[recipe.stage]
+    if dry_run:
+        for kind, specs, splits in (("train", recipe.datasets, None), ("eval", recipe.eval_datasets, evals)):
+            for spec in specs:
+                if data.on_hub(spec):
+                    hub_datasets.append(f"{spec.path} ({kind})")
+                else:
+                    data.load_rows(spec, recipe.stage, recipe.seed, splits)
+    else:
+        checked.train_data = data.mix(recipe.datasets, recipe.stage, recipe.seed)
+        checked.eval_data = data.mix(recipe.eval_datasets, recipe.stage, recipe.seed, evals) if recipe.eval_datasets else None
+    if hub_datasets:
+        unchecked.append(f"the Hub dataset{'s' * (len(hub_datasets) > 1)} (no such local path) {', '.join(hub_datasets)}")
+    if unchecked:
+        checked.notes.append(f"not checked by a dry run, which stays offline: {'; '.join(unchecked)}; "
+                             "the run checks them before loading the model")
+    return checked
+
+
+def train(recipe: Recipe, checked: Preflight | None = None) -> dict[str, Any]:
+    """Train a resolved recipe in this process; `checked`: its preflight, made in this process."""
+    if checked is None or not checked.ready:
+        checked = preflight(recipe)  # the data is checked before the (large) model is loaded
+    tokenizer, args, train_data, eval_data = checked.tokenizer, checked.args, checked.train_data, checked.eval_data
     model = load_model(recipe.model, recipe.peft)
-    extra = {"assistant_only_loss": recipe.assistant_only_loss} if recipe.stage == "sft" else {}
-    args = recipe.trl_config_class()(
-        output_dir=str(recipe.output_dir), seed=recipe.seed, **extra, **recipe.training,
-    )
     common = dict(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data, processing_class=tokenizer,
                   peft_config=lora_config(recipe.peft))
     if recipe.stage == "sft":
@@ -129,7 +261,7 @@ def train(recipe: Recipe) -> dict[str, Any]:
         if merged:
             save_merged(recipe)
         tokenizer.save_pretrained(str(recipe.output_dir))
-        write_model_card(recipe, metrics, len(train_data), merged)
+        write_model_card(recipe, metrics, len(train_data), merged, checked.template)
         (Path(recipe.output_dir) / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if recipe.push_to_hub:  # distill's upload, not TRL's: that one would replace the model card with its own
             from distill.hub import push_model
@@ -138,7 +270,8 @@ def train(recipe: Recipe) -> dict[str, Any]:
     return metrics
 
 
-def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged: bool = False) -> None:
+def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged: bool = False,
+                     chat_template: str | None = None) -> None:
     from importlib import resources
 
     import jinja2
@@ -151,6 +284,8 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged:
         stage={"sft": "supervised fine-tuning (dSFT)", "dpo": "direct preference optimisation (dDPO)"}[recipe.stage],
         rows=rows,
         merged=merged,
+        chat_template=cell(template.CARD.get(chat_template, recipe.chat_template)),
+        replaced=chat_template == template.REPLACED,
         hyperparameters={k: cell(v) for k, v in recipe.training.items()},
         metrics={k: cell(v) for k, v in metrics.items()},
         datasets=[cell(d.model_dump(exclude_defaults=True)) for d in recipe.datasets],

@@ -6,13 +6,18 @@
 import sys
 from pathlib import Path
 
+from distill.errors import DistillError
 from distill.train.recipe import load_recipe
 from distill.train.stages import train
 
 
 def main() -> None:
     stage, path = sys.argv[1], Path(sys.argv[2])
-    train(load_recipe(path, stage, []))
+    try:
+        train(load_recipe(path, stage, []))
+    except DistillError as err:  # one line, as the CLI says it; the launcher reports the exit
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ def _stage(stage: str):
     @click.option("--main-process-port", type=int)
     @click.option("--push-to-hub", is_flag=True, help="Push the trained model to the Hub (token from HF_TOKEN or hf auth login).")
     @click.option("--hub-model-id", help="The model repository, org/name.")
-    @click.option("--dry-run", is_flag=True, help="Print the command and the resolved recipe; start nothing.")
+    @click.option("--dry-run", is_flag=True, help="Check what the run checks before its first step (offline, no model "
+                                                 "loaded), print the command and the resolved recipe; start nothing.")
     def command(config_file, overrides, num_gpus, accelerate_config, num_machines, machine_rank, main_process_ip,
                 main_process_port, push_to_hub, hub_model_id, dry_run):
-        from distill.train.launch import launch_command
+        from distill.train.launch import check_installed, in_process, launch_command
         from distill.train.recipe import find_recipe, load_recipe, resolve_batch
+        from distill.train.stages import preflight
 
         flags = [*(["push_to_hub=true"] if push_to_hub else []), *([f"hub_model_id={hub_model_id}"] if hub_model_id else [])]
         recipe = load_recipe(find_recipe(config_file), stage, [*overrides, *flags])
@@ -38,8 +40,11 @@ def _stage(stage: str):
         resolved = recipe.output_dir / "recipe.yaml"
         cmd = launch_command(stage, resolved, num_gpus, accelerate_config, num_machines, machine_rank,
                              main_process_ip, main_process_port)
-        if note:  # after every check: an error stays the one line on stderr
-            click.echo(note, err=True)
+        check_installed(accelerate_config)
+        # What the run checks before its first step, a dry run checks too (offline; no model loads).
+        checked = preflight(recipe, dry_run=dry_run, in_process=in_process(cmd))
+        for line in [*([note] if note else []), *checked.notes]:  # after every check: an error stays the one line on stderr
+            click.echo(line, err=True)
         if dry_run:
             import shlex
 
@@ -50,7 +55,7 @@ def _stage(stage: str):
             return
         from distill.train.launch import run_stage
 
-        metrics = run_stage(stage, recipe, cmd, resolved, accelerate_config)
+        metrics = run_stage(stage, recipe, cmd, resolved, accelerate_config, checked=checked)
         loss = f" (train loss {metrics['train_loss']:.4f})" if "train_loss" in metrics else ""
         click.echo(f"done: {stage} model in {recipe.output_dir}{loss}")
 
