@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from distill import __version__
+from distill import __version__, secrets
 from distill.errors import DistillError
 
 
@@ -53,24 +53,30 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    secrets.register_env(*secrets.SECRET_ENV)  # never printed, whichever message would carry them
     try:
         cli.main(args=argv, prog_name="distill", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.Abort:
-        click.echo("error: aborted", err=True)
+        _error("aborted")
         sys.exit(130)
     except click.ClickException as err:
-        click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        _error(err.format_message())
         sys.exit(err.exit_code)
     except DistillError as err:
-        click.echo(f"error: {err}", err=True)
+        _error(str(err))
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
+        _error("interrupted")
         sys.exit(130)
     except Exception as err:  # a bug: say so in one line; DISTILL_DEBUG=1 shows the traceback
         if os.environ.get("DISTILL_DEBUG"):
             raise
-        click.echo(f"error: internal error: {type(err).__name__}: {err} (set DISTILL_DEBUG=1 for a traceback, and please report it)", err=True)
+        _error(f"internal error: {type(err).__name__}: {err} (set DISTILL_DEBUG=1 for a traceback, and please report it)")
         sys.exit(1)
+
+
+def _error(message: str) -> None:
+    """The one line a failed command prints: whitespace folded, secrets redacted."""
+    click.echo(f"error: {secrets.redact(' '.join(str(message).split()))}", err=True)

@@ -187,11 +187,13 @@ def validate_config(model: type[BaseModel], values: dict[str, Any]):
         return model.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "config"
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule between options: its message names the flags itself
+            raise ConfigError(message) from None
+        key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"unknown config key {key!r}") from None
-        flag = "--" + key.replace("_", "-")
+        flag = "--" + key.split(".")[0].replace("_", "-")
         if first["type"] == "missing":
             raise ConfigError(f"missing required option {flag}") from None
-        message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid value for {flag}: {message}") from None

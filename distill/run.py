@@ -219,7 +219,7 @@ class RunDir:
                 f"{self.path} holds a run of '{stored.get('command')}', not '{self.command}'; use another -o or --fresh"
             )
         mine = self.config.identity()
-        theirs = {k: stored.get(k) for k in mine}
+        theirs = {k: self._as_now(k, stored.get(k)) for k in mine}
         changed = [k for k in mine if mine[k] != theirs[k]]
         if changed:
             k = changed[0]
@@ -227,6 +227,14 @@ class RunDir:
                 f"{self.path} holds a run with {k}={theirs[k]!r}, not {mine[k]!r}; "
                 "re-run with the same settings to resume, or pass --fresh to start over"
             )
+
+    def _as_now(self, key: str, value: Any) -> Any:
+        """A stored setting as this version writes it (a model spec stored as a string, say)."""
+        try:
+            config = type(self.config).model_validate({**self.config.model_dump(), key: value})
+        except Exception:  # a value this version refuses: it differs
+            return value
+        return config.identity().get(key, value)
 
     def save_config(self) -> None:
         stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh", "export_only"})}

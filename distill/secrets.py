@@ -25,8 +25,13 @@ SECRET_ENV = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 def register(value: str | None) -> None:
     """A secret from now on: it never appears in what distill prints or writes."""
-    if value and len(value.strip()) >= _MIN_LENGTH:
+    if is_secret(value):
         _known.add(value.strip())
+
+
+def is_secret(value: str | None) -> bool:
+    """Whether a value is a real secret, not a placeholder like EMPTY."""
+    return bool(value) and len(value.strip()) >= _MIN_LENGTH
 
 
 def register_env(*names: str) -> None:

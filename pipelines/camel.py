@@ -27,8 +27,8 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from distill.backends import choose_backend
-from distill.backends.router import parse_model_spec
+from distill.backends import check_models_have_a_place
+from distill.backends.router import ModelSpec, OptionalModelSpec
 from distill.card import Method
 from distill.client import Client
 from distill.config import EngineConfig
@@ -76,8 +76,8 @@ NO_INPUT = {"", "none", "n/a", "nothing"}
 SPECIFIED_LABEL = re.compile(r"^\s*\**(?:specified |specific |rewritten )?task\**\s*:\s*\**\s*", re.IGNORECASE)
 
 
-def model_name(value: str | None) -> str | None:
-    return parse_model_spec(value).model if value else None
+def model_name(spec: ModelSpec | None) -> str | None:
+    return spec.model if spec else None
 
 
 class CamelConfig(EngineConfig):
@@ -90,9 +90,9 @@ class CamelConfig(EngineConfig):
     max_turns: int = Field(10, ge=1)
     min_turns: int = Field(1, ge=1)
     keep_scaffolding: bool = False
-    assistant_model: str | None = None
-    user_model: str | None = None
-    task_model: str | None = None
+    assistant_model: OptionalModelSpec = None
+    user_model: OptionalModelSpec = None
+    task_model: OptionalModelSpec = None
     temperature: float = Field(0.7, ge=0, le=2)
     user_temperature: float = Field(0.7, ge=0, le=2)
     task_temperature: float = Field(1.0, ge=0, le=2)
@@ -100,13 +100,6 @@ class CamelConfig(EngineConfig):
     max_new_tokens: int = Field(512, ge=1)
     user_max_new_tokens: int = Field(256, ge=1)
     task_max_new_tokens: int = Field(512, ge=16)
-
-    @field_validator("assistant_model", "user_model", "task_model")
-    @classmethod
-    def _spec(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_model_spec(value)  # a bad spec raises ValueError: the option's one-line error
-        return value
 
     @field_validator("min_turns")
     @classmethod
@@ -392,9 +385,8 @@ def run(config: CamelConfig) -> Outcome:
     from distill.schemas import DIALOGUE, with_provenance
 
     models = [config.assistant_model, config.user_model or config.assistant_model, config.task_model or config.assistant_model]
-    if choose_backend(config) == "llamacpp" and any(m and not parse_model_spec(m).own_backend for m in models):
-        raise ConfigError("the llamacpp backend serves the one model of --model: "
-                          "--assistant-model, --user-model and --task-model need an endpoint")
+    check_models_have_a_place(config, {"--assistant-model": config.assistant_model, "--user-model": config.user_model,
+                                       "--task-model": config.task_model})
     given = {
         side: load_roles(source, f"--{side}-roles") if source else None
         for side, source in zip(SIDES, (config.assistant_roles, config.user_roles))

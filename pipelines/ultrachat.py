@@ -27,12 +27,13 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from distill.backends import choose_backend
+from distill.backends import check_models_have_a_place
+from distill.backends.router import OptionalModelSpec
 from distill.card import Method
 from distill.client import Client
 from distill.config import EngineConfig
 from distill.engine import execute
-from distill.errors import ConfigError, InputError
+from distill.errors import InputError
 from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
 from distill.inputs import load_rows, pick_column
 from distill.parsing import list_items, same_text
@@ -110,8 +111,8 @@ class UltraChatConfig(EngineConfig):
     materials_rounds: tuple[int, int] = (2, 4)
     subtopics: int = Field(10, ge=1, le=100)
     detail_share: float = Field(0.3, ge=0, le=1)
-    assistant_model: str | None = None
-    user_model: str | None = None
+    assistant_model: OptionalModelSpec = None
+    user_model: OptionalModelSpec = None
     system: str | None = None
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -225,8 +226,8 @@ class UltraChat:
         self.config = config
         self.client = client
         self.texts = texts
-        self.assistant_model = config.assistant_model or client.model
-        self.user_model = config.user_model or self.assistant_model
+        self.assistant_model = config.assistant_model.model if config.assistant_model else client.model
+        self.user_model = config.user_model.model if config.user_model else self.assistant_model
         self.user_as_assistant = patterns(config.user_as_assistant_patterns)
 
     async def ask(
@@ -421,8 +422,7 @@ def run(config: UltraChatConfig) -> Outcome:
 
     from distill.schemas import DIALOGUE, with_provenance
 
-    if choose_backend(config) == "llamacpp" and (config.assistant_model or config.user_model):
-        raise ConfigError("the llamacpp backend serves the one model of --model: --assistant-model and --user-model need an endpoint")
+    check_models_have_a_place(config, {"--assistant-model": config.assistant_model, "--user-model": config.user_model})
     texts = load_texts(config) if config.materials else []
     tasks = [name.removesuffix(".j2") for name in names(P, "materials")]
     plans = plan_dialogues(config, load_topics(config), word_list(P, "creation_kinds.txt"), texts, tasks)

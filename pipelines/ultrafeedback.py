@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from distill.backends.router import ModelSpec, parse_model_spec
+from distill.backends.router import ModelSpec, ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.card import Method
 from distill.client import Client
 from distill.config import EngineConfig, InputConfig, validate_config
@@ -86,7 +86,7 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
         "score", "rejected", "keep_ties", "judge_base_url", "judge_api_key_env"}
 
     column: str | None = None
-    models: list[ModelSpec]
+    models: list[ModelSpecValue]
     completions_per_prompt: int = Field(4, ge=2)
     principles: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRINCIPLES))
     source_column: str | None = None
@@ -94,7 +94,7 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(1024, ge=1)
-    judge: str | None = None
+    judge: OptionalModelSpec = None
     judge_backend: Literal["llamacpp", "openai", "vllm", "fake"] | None = None
     judge_base_url: list[str] = Field(default_factory=list)
     judge_api_key_env: str | None = None
@@ -110,10 +110,8 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
 
     @field_validator("models", mode="before")
     @classmethod
-    def _specs(cls, value: Any) -> list[ModelSpec]:
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        return [parse_model_spec(v) for v in value]
+    def _comma_separated(cls, value: Any) -> Any:
+        return comma_separated(value)
 
     @field_validator("principles", mode="before")
     @classmethod
@@ -141,10 +139,13 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
         return self
 
     def judge_spec(self) -> ModelSpec | None:
-        """The judge's own backend, or None: the run's backend and its --model."""
+        """The judge's own place, or None: the run's backend and its --model. --judge-backend,
+        --judge-base-url and --judge-api-key-env complete or override what --judge says."""
         if self.judge is None and self.judge_backend is None and not self.judge_base_url:
             return None
-        return ModelSpec(self.judge or self.model or "", self.judge_backend, tuple(self.judge_base_url), self.judge_api_key_env)
+        spec = self.judge or ModelSpec(self.model or "")
+        return ModelSpec(spec.model, self.judge_backend or spec.backend, tuple(self.judge_base_url) or spec.base_url,
+                         self.judge_api_key_env or spec.api_key_env)
 
 
 def instruction_of(value: str | list[Message]) -> str:
@@ -445,7 +446,7 @@ def run(config: UltraFeedbackConfig) -> Outcome:
     if config.model is None and choose_backend(config) in ("openai", "vllm"):
         if config.judge is None or config.judge_spec().own_backend:
             raise ConfigError("name the judge on the run's backend: --judge MODEL (or --model)")
-        config = config.model_copy(update={"model": config.judge})
+        config = config.model_copy(update={"model": config.judge.model})
     items = load_prompts(config)
 
     def make_work(client: Client):

@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field, field_validator
 
+from distill.backends.router import ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.config import EngineConfig, validate_config
 from distill.errors import ConfigError
 
@@ -38,8 +39,8 @@ class ZephyrConfig(EngineConfig):
     filters: Path | None = None  # a `distill filter run` plan; default DEFAULT_FILTERS
     prompts: str | None = None  # the UltraFeedback prompts; default: the clean dialogues' opening requests
     num_prompts: int | None = Field(None, ge=1)
-    pool: list[str] = Field(min_length=2)  # model specs [BACKEND:]MODEL[@URL]
-    judge: str | None = None
+    pool: list[ModelSpecValue] = Field(min_length=2)  # model specs [BACKEND:]MODEL[@URL][#KEY_ENV]
+    judge: OptionalModelSpec = None
     ultrafeedback: dict[str, Any] = Field(default_factory=dict)  # more options of `distill rate ultrafeedback`
     base_model: str = "mistralai/Mistral-7B-v0.1"
     preset: Literal["paper", "handbook", "qlora"] = "handbook"
@@ -64,11 +65,7 @@ class ZephyrConfig(EngineConfig):
     @field_validator("pool", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, (list, tuple)):
-            return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
-        return value
+        return comma_separated(value)
 
 
 @dataclass

@@ -207,3 +207,145 @@ def test_negative_or_nan_prices_are_refused(cli, tmp_path, prompts_file):
                      env={"OPENAI_API_KEY": "k"})
         assert_one_line_error(result, "price table", "finite and >= 0")
         assert not (tmp_path / "run").exists()
+
+
+# -- 12, 13. secrets: redacted everywhere, sent only where they belong --------------------------------
+
+SECRET = "sk-live-0123456789abcdefSECRET"
+
+
+def test_a_key_a_server_echoes_back_never_reaches_the_terminal_stats_or_failed_items(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    out = tmp_path / "run"
+    rejected = lambda body: 400 if "number 3:" in body["messages"][-1]["content"] else None  # noqa: E731
+    with LoopbackServer(echo_headers=True, status=rejected) as server:
+        result = cli(*openai_run(server, prompts_file, out), env={"OPENAI_API_KEY": SECRET})
+    assert result.code == 0, result.err
+    failed = (out / "failed.jsonl").read_text()
+    assert "scripted 400" in failed and "Authorization" in failed  # the echo is kept, the key is not
+    with LoopbackServer(echo_headers=True, status=lambda body: 500) as server:
+        broken = cli(*openai_run(server, prompts_file, tmp_path / "broken", "--max-retries", "0"),
+                     env={"OPENAI_API_KEY": SECRET})
+    assert broken.code != 0 and "Authorization" in broken.err
+    for text in (result.err, result.out, broken.err, failed, (out / "stats.json").read_text(),
+                 (tmp_path / "broken" / "stats.json").read_text()):
+        assert SECRET not in text
+
+
+def test_the_hub_token_is_redacted_from_an_echoing_endpoint(tmp_path):
+    from conftest import run_subprocess
+    from distill.testing.openai_server import LoopbackServer
+
+    token = "hf_" + "a1B2c3D4e5F6g7H8i9J0" * 2
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "train-00000-of-00001.parquet").write_bytes(b"x")
+    (run / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+                                   "    path: data/train-*\n---\n# card\n")
+    with LoopbackServer(echo_headers=True) as server:
+        result = run_subprocess("push", run, "--repo-id", "me/data",
+                                env={"HF_TOKEN": token, "HF_ENDPOINT": server.url.removesuffix("/v1"), "HF_HUB_OFFLINE": "0"})
+    assert result.returncode != 0 and result.stderr.startswith("error: ")
+    assert token not in result.stderr and token not in result.stdout
+
+
+def test_a_models_own_endpoint_gets_only_the_key_named_for_it(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    with LoopbackServer(reply=judge_reply) as named, LoopbackServer(reply=judge_reply) as bare:
+        result = cli("rate", "ultrafeedback", "--input", prompts_file, "-n", "2", "--backend", "fake",
+                     "--models", f"a,b@{bare.url},c@{named.url}#C_KEY", "--completions-per-prompt", "3",
+                     "--judge", "j", "-o", tmp_path / "run", "-q",
+                     env={"OPENAI_API_KEY": SECRET, "C_KEY": "c-key-0123456789"})
+    assert result.code == 0, result.err
+    assert set(bare.stats.keys_seen) == {"Bearer no-key"}
+    assert set(named.stats.keys_seen) == {"Bearer c-key-0123456789"}
+
+
+def test_a_key_over_plain_http_to_another_host_is_warned_about(cli, tmp_path, prompts_file):
+    result = cli("generate", "completions", "--input", prompts_file, "--base-url", "http://192.0.2.1:9/v1", "--model", "m",
+                 "-o", tmp_path / "run", "--max-retries", "0", "--timeout", "1", env={"OPENAI_API_KEY": SECRET})
+    assert "over plain HTTP" in result.err and SECRET not in result.err
+
+
+# -- 16, 22, 24. one parser for every option that names a model -----------------------------------------
+
+
+def judge_reply(body):
+    """A loopback reply in the shape the request asks for (the fake backend's), for a real HTTP judge."""
+    from distill.backends.fake_replies import shaped_reply
+    from distill.request import Request, SamplingParams
+
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    if "messages" in body:
+        request = Request.chat(body["model"], body["messages"], SamplingParams(max_tokens=body["max_tokens"]),
+                               json_schema=schema)
+    else:
+        request = Request.text(body["model"], body["prompt"], SamplingParams(max_tokens=body["max_tokens"]))
+    return shaped_reply(request)
+
+
+def spec_cases(url):
+    prompts = "{prompts}"
+    return {
+        "rate --judge": ["rate", "ultrafeedback", "--input", prompts, "-n", "2", "--models", "a,b",
+                         "--completions-per-prompt", "2", "--judge", f"M@{url}"],
+        "rate --models": ["rate", "ultrafeedback", "--input", prompts, "-n", "2", "--models", f"a,M@{url}",
+                          "--completions-per-prompt", "2", "--judge", "j"],
+        "ultrachat --assistant-model": ["generate", "ultrachat", "-n", "2", "--assistant-model", f"M@{url}"],
+        "ultrachat --user-model": ["generate", "ultrachat", "-n", "2", "--user-model", f"M@{url}"],
+        "camel --assistant-model": ["generate", "camel", "-n", "2", "--num-roles", "2", "--tasks-per-pair", "2",
+                                    "--assistant-model", f"M@{url}"],
+        "camel --user-model": ["generate", "camel", "-n", "2", "--num-roles", "2", "--tasks-per-pair", "2",
+                               "--user-model", f"M@{url}"],
+        "camel --task-model": ["generate", "camel", "-n", "2", "--num-roles", "2", "--tasks-per-pair", "2",
+                               "--task-model", f"M@{url}"],
+        "zephyr --pool": ["zephyr", "--dialogues", "3", "--pool", f"a,M@{url}", "--judge", "j", "--stop-after", "data"],
+        "zephyr --judge": ["zephyr", "--dialogues", "3", "--pool", "a,b", "--judge", f"M@{url}", "--stop-after", "data"],
+    }
+
+
+def test_every_option_that_names_a_model_sends_a_model_at_url_to_that_url_by_its_name(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    for name in spec_cases("URL"):
+        with LoopbackServer(reply=judge_reply) as server:
+            args = [a.format(prompts=prompts_file) for a in spec_cases(server.url)[name]]
+            out = tmp_path / name.replace(" ", "_").replace("-", "")
+            result = cli(*args, "--backend", "fake", "-o", out, "-q", env={"OPENAI_API_KEY": SECRET})
+            assert result.code == 0, (name, result.err)
+            assert server.stats.received > 0, name
+            assert set(server.stats.keys_seen) == {"Bearer no-key"}, name  # no #KEY_ENV: no key
+            models = {json.loads(r["request"])["model"] for r in _cached_requests(out)}
+            assert "M" in models and not any("@" in m for m in models), (name, models)
+
+
+def _cached_requests(out):
+    import sqlite3
+
+    runs = [out] if (out / "cache.sqlite").exists() else [p for p in out.iterdir() if (p / "cache.sqlite").exists()]
+    rows = []
+    for run in runs:
+        with sqlite3.connect(run / "cache.sqlite") as db:
+            rows += [{"request": r[0]} for r in db.execute("SELECT request FROM responses")]
+    return rows
+
+
+def test_a_rule_between_options_names_the_flag_typed_not_config(cli, tmp_path, prompts_file):
+    result = cli("rate", "ultrafeedback", "--input", prompts_file, "--backend", "fake", "--models", "a,b", "--judge", "j",
+                 "-o", tmp_path / "run")
+    assert_one_line_error(result, "--models needs at least 4 distinct models")
+    assert "--config" not in result.err
+    result = cli("binarize", tmp_path / "nowhere", "--score", "overall")
+    assert "--config" not in result.err
+
+
+def test_the_same_model_bare_and_at_the_runs_own_url_is_one_model(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    with LoopbackServer(reply=judge_reply) as server:
+        result = cli("rate", "ultrafeedback", "--input", prompts_file, "-n", "2", "--base-url", server.url, "--model", "j",
+                     "--models", f"a,b,a@{server.url}", "--completions-per-prompt", "2", "-o", tmp_path / "run", "-q",
+                     env={"OPENAI_API_KEY": "k"})
+    assert result.code == 0, result.err

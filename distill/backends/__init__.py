@@ -10,7 +10,8 @@ from distill.backends.router import ModelSpec, Router
 from distill.config import EngineConfig
 from distill.errors import ConfigError
 
-__all__ = ["Backend", "PermanentError", "TransientError", "choose_backend", "make_backend", "route"]
+__all__ = ["Backend", "PermanentError", "TransientError", "check_models_have_a_place", "choose_backend", "make_backend",
+           "route"]
 
 
 def choose_backend(config: EngineConfig) -> str:
@@ -20,6 +21,17 @@ def choose_backend(config: EngineConfig) -> str:
     if config.base_url or os.environ.get("OPENAI_BASE_URL"):
         return "openai"
     return "llamacpp"
+
+
+def check_models_have_a_place(config: EngineConfig, models: dict[str, ModelSpec | None]) -> None:
+    """The llamacpp backend serves the one model of --model: every other model an option
+    names (`models`: flag -> spec) needs a place of its own (MODEL@URL or BACKEND:MODEL)."""
+    if choose_backend(config) != "llamacpp":
+        return
+    homeless = [flag for flag, spec in models.items() if spec is not None and not spec.own_backend]
+    if homeless:
+        raise ConfigError(f"the llamacpp backend serves the one model of --model: {', '.join(homeless)} "
+                          "need an endpoint (MODEL@URL) or a backend (BACKEND:MODEL)")
 
 
 def make_backend(config: EngineConfig) -> Backend:
@@ -52,21 +64,35 @@ def make_backend(config: EngineConfig) -> Backend:
 
 def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[str, str]]:
     """The run's backend, behind a Router when some of `specs` live elsewhere, and the
-    backend kind of each spec's model (for prices)."""
+    backend kind of each spec's model (for prices).
+
+    A spec is resolved before it is compared: `m` on a run whose endpoint is URL and
+    `m@URL` are the same model in the same place. A MODEL@URL gets only the API key its
+    #KEY_ENV names (none otherwise): the run's key belongs to the run's own endpoints."""
     default = make_backend(config)
-    kinds = {spec.model: choose_backend(config) for spec in specs if not spec.own_backend}
+    run_backend = choose_backend(config)
+    openai_default = (os.environ["OPENAI_BASE_URL"],) if os.environ.get("OPENAI_BASE_URL") else ()
+    run_place = (run_backend, tuple(config.base_url) or openai_default if run_backend == "openai" else ())
+    kinds: dict[str, str] = {}
     routes: dict[str, Backend] = {}
-    seen: dict[str, ModelSpec] = {}
+    seen: dict[str, tuple] = {}
     try:
         for spec in specs:
-            if seen.setdefault(spec.model, spec) != spec:
+            if spec.base_url:
+                place, key_env = ("openai", spec.base_url), spec.api_key_env
+            elif spec.backend and spec.backend != run_backend:  # that backend's own default
+                place = (spec.backend, openai_default if spec.backend == "openai" else ())
+                key_env = spec.api_key_env or "OPENAI_API_KEY"
+            else:
+                place, key_env = run_place, spec.api_key_env or config.api_key_env
+            if seen.setdefault(spec.model, place) != place:
                 raise ConfigError(f"model {spec.model!r} is named twice with different backends or endpoints")
-            if spec.own_backend and spec.model not in routes:
-                update = {"backend": spec.backend or "openai", "model": spec.model, "base_url": list(spec.base_url)}
-                if spec.api_key_env:
-                    update["api_key_env"] = spec.api_key_env
-                routes[spec.model] = make_backend(config.model_copy(update=update))
-                kinds[spec.model] = update["backend"]
+            kinds[spec.model] = place[0]
+            if (place == run_place and key_env in (None, config.api_key_env)) or spec.model in routes:
+                continue  # the run's own backend serves it (the run's endpoint has the run's key)
+            update = {"backend": place[0], "model": spec.model, "base_url": list(place[1]), "api_key_env": key_env,
+                      "batch_api": False}
+            routes[spec.model] = make_backend(config.model_copy(update=update))
     except BaseException:
         asyncio.run(Router(default, routes).aclose())
         raise

@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
+from distill import secrets
 from distill.backends.base import PermanentError, RejectedError, TransientError
-from distill.errors import ConfigError
+from distill.errors import ConfigError, warn
 from distill.request import Request, Response, Usage
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
@@ -47,6 +49,14 @@ def parse_retry_after(headers) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+NO_KEY = "no-key"  # what an endpoint given no key is sent: the openai client needs some value
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 @dataclass(frozen=True)
@@ -97,15 +107,25 @@ class OpenAIBackend:
     name = "openai"
     max_concurrency = None
 
-    def __init__(self, model: str, base_urls: list[str] | None = None, api_key_env: str = "OPENAI_API_KEY", timeout: float = 600.0,
-                 batch: BatchSettings | None = None):
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise ConfigError(
-                f"the openai backend needs an API key in the environment variable {api_key_env} "
-                f"(for a local server without auth, any value will do, e.g. {api_key_env}=EMPTY)"
-            )
+    def __init__(self, model: str, base_urls: list[str] | None = None, api_key_env: str | None = "OPENAI_API_KEY",
+                 timeout: float = 600.0, batch: BatchSettings | None = None):
+        """`api_key_env` names the variable of the key these endpoints get; None: no key (an
+        endpoint named with MODEL@URL and no #KEY_ENV)."""
         urls = list(base_urls or []) or [os.environ.get("OPENAI_BASE_URL") or None]
+        if api_key_env is None:
+            api_key = NO_KEY
+        else:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"the openai backend needs an API key in the environment variable {api_key_env} "
+                    f"(for a local server without auth, any value will do, e.g. {api_key_env}=EMPTY)"
+                )
+            secrets.register(api_key)
+            for url in urls:
+                if url and url.startswith("http://") and not _loopback(url) and secrets.is_secret(api_key):
+                    warn(f"the key in {api_key_env} goes to {url} over plain HTTP, readable on the way: use https, "
+                         "or give that endpoint its own key variable")
         self.model = model
         self.endpoints = [_Endpoint(url, api_key, timeout) for url in urls]
         self._turn = itertools.count()

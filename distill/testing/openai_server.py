@@ -94,6 +94,7 @@ class LoopbackServer:
         port: int = 0,
         usage_factor: float = 1.0,
         echo_headers: bool = False,
+        status: Callable[[dict], int | None] | None = None,
     ):
         self.reply = reply
         self.latency = latency
@@ -101,6 +102,7 @@ class LoopbackServer:
         # headers (the Authorization header among them) into every error body, as some proxies do.
         self.usage_factor = usage_factor
         self.echo_headers = echo_headers
+        self.status = status  # a scripted HTTP status for a request body (None: answer it)
         self.batch_polls = 1
         self.hold_batches = False
         self.failing_polls = 0  # the next this many looks at a batch answer 500
@@ -131,7 +133,11 @@ class LoopbackServer:
         app.router.add_get("/v1/files/{id}/content", self._file_content)
         app.router.add_post("/v1/batches", self._create_batch)
         app.router.add_get("/v1/batches/{id}", self._retrieve_batch)
+        app.router.add_route("*", "/{tail:.*}", self._no_route)
         return app
+
+    async def _no_route(self, request: web.Request) -> web.Response:
+        return self._error(request, f"no route {request.method} {request.path}", 404)
 
     # -- the Batch API ------------------------------------------------------------------
 
@@ -239,6 +245,9 @@ class LoopbackServer:
             self._in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
         try:
+            scripted = self.status(body) if self.status else None
+            if scripted:
+                return self._error(request, f"scripted {scripted}", scripted)
             fault = self.faults.pick(key, attempt)
             if fault:
                 with self._lock:
