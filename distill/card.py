@@ -100,7 +100,29 @@ def for_hub(card: str, repo_id: str) -> str:
 def public_input(value: str) -> str:
     """A local path reduced to its name (no local paths in a card); anything else as is."""
     path = Path(value).expanduser()
-    return path.name if len(value) < 4096 and path.exists() else value
+    looks_local = value.startswith(("/", "~", "./", "../", "\\")) or (len(value) < 4096 and path.exists())
+    return path.name if looks_local else value
+
+
+SPEC_KEYS = {"model", "backend", "base_url", "api_key_env"}
+
+
+def public_value(value: Any) -> Any:
+    """A setting as a card may show it: model names and file names only, never a local path,
+    an endpoint or the name of a key's variable."""
+    if isinstance(value, dict) and "model" in value and set(value) <= SPEC_KEYS:
+        return value["model"]  # a model spec
+    if isinstance(value, dict):
+        return {k: public_value(v) for k, v in value.items() if k not in ("base_url", "api_key_env")}
+    if isinstance(value, (list, tuple)):
+        return [public_value(v) for v in value]
+    if isinstance(value, Path):
+        return value.name
+    if isinstance(value, str):
+        return "(an endpoint)" if "://" in value else public_input(value)
+    if hasattr(value, "model") and hasattr(value, "base_url"):  # a ModelSpec
+        return value.model
+    return value
 
 
 def cell(value: Any) -> str:

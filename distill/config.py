@@ -190,10 +190,10 @@ def validate_config(model: type[BaseModel], values: dict[str, Any]):
         message = first["msg"].removeprefix("Value error, ")
         if not first["loc"]:  # a rule between options: its message names the flags itself
             raise ConfigError(message) from None
-        key = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+        key = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"unknown config key {key!r}") from None
-        flag = "--" + key.split(".")[0].replace("_", "-")
+        flag = "--" + key.replace("_", "-")
         if first["type"] == "missing":
             raise ConfigError(f"missing required option {flag}") from None
         raise ConfigError(f"invalid value for {flag}: {message}") from None

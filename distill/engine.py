@@ -20,7 +20,7 @@ from distill.accounting import FREE, Ledger, Price, load_prices, price_for
 from distill.backends import choose_backend, route
 from distill.backends.router import ModelSpec, parse_model_spec
 from distill.cache import RequestCache
-from distill.card import Method, public_input, render_card
+from distill.card import Method, public_input, public_value, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import EngineConfig
 from distill.errors import DistillError, StoppedEarly
@@ -257,7 +257,7 @@ def card_settings(config: EngineConfig, models: list[str]) -> dict[str, Any]:
     for key, value in config.identity().items():
         if key in ("backend", "model", "column_map") or value is None or value is False or value in ([], {}, ""):
             continue
-        settings[key] = public_input(value) if isinstance(value, str) else value
+        settings[key] = public_value(value)
     return settings
 
 

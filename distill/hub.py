@@ -29,19 +29,30 @@ def card_header(card: str) -> dict[str, Any]:
 
 
 def dataset_files(run_path: Path) -> list[str]:
-    """The upload's allow-patterns: the card, and the shards of every config it declares."""
+    """What `distill push` uploads: the card and the parquet shards of the configs it declares,
+    each a file in a config's own folder. Whatever the card says (it may have been edited),
+    nothing else goes: not the cache, the records, the config or the stats."""
+    from distill.export import CONFIG_NAME, SPLIT_NAME
+
     card = run_path / "README.md"
     if not card.is_file():
         raise DistillError(f"{run_path} has no final dataset (no README.md): finish the run first")
-    patterns = ["README.md"]
+    files = ["README.md"]
     for config in card_header(card.read_text(encoding="utf-8")).get("configs", []):
-        for entry in config.get("data_files", []):
-            if not list(run_path.glob(entry["path"])):
-                raise DistillError(f"{run_path} has no files for {entry['path']}: re-run the command to export again")
-            patterns.append(entry["path"])
-    if len(patterns) == 1:
+        for entry in config.get("data_files", []) if isinstance(config, dict) else []:
+            pattern = str(entry.get("path", "")) if isinstance(entry, dict) else ""
+            folder, _, name = pattern.partition("/")
+            split = name.removesuffix("-*")
+            if not (CONFIG_NAME.match(folder) and ".." not in folder and name.endswith("-*") and SPLIT_NAME.match(split)):
+                raise DistillError(f"{run_path}/README.md names data files {pattern!r}, which distill does not upload "
+                                   "(a config's shards are FOLDER/SPLIT-*)")
+            shards = sorted(p for p in (run_path / folder).glob(f"{split}-*.parquet") if p.is_file() and not p.is_symlink())
+            if not shards:
+                raise DistillError(f"{run_path} has no files for {pattern}: re-run the command to export again")
+            files += [p.relative_to(run_path).as_posix() for p in shards]
+    if len(files) == 1:
         raise DistillError(f"{run_path}/README.md declares no data files")
-    return patterns
+    return list(dict.fromkeys(files))
 
 
 def check_repo_id(repo_id: str, flag: str) -> None:

@@ -144,10 +144,22 @@ class RunDir:
 
     @classmethod
     def open_output(cls, path: Path, command: str) -> "RunDir":
-        """A dataset folder another command writes whole each time (`distill filter -o`):
-        new, empty, or its own earlier output; locked while it is written."""
+        """A dataset folder a command writes whole each time (`distill filter -o`): new, empty,
+        or that command's earlier output (replaced); locked while it is written."""
         run = cls(path, command)
-        run._prepare(fresh=False)
+        path = run.path
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"output path {path} is a file, not a directory")
+        mark = read_mark(path)
+        made_by = run.read_stats().get("command")
+        if (path / CONFIG).is_file() or (made_by not in (None, command)) or (
+                mark is None and made_by is None and path.is_dir() and any(p.name != LOCK for p in path.iterdir())):
+            raise ConfigError(f"output directory {path} is not empty and holds no earlier output of distill {command}; "
+                              "choose another -o")
+        claim(path)
+        run._lock()
+        if read_mark(path) is None:  # an earlier output, from before distill marked its folders
+            _write_mark(path, {"created": False, "folders": []})
         return run
 
     def _prepare(self, fresh: bool) -> None:

@@ -21,13 +21,12 @@ row, the filter that dropped it and why.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distill.errors import ConfigError, InputError
+from distill.errors import InputError
 from distill.filters import quality
 from distill.filters.text import DEFAULT_ROLES, texts
 
@@ -189,25 +188,24 @@ def run_filters(splits: dict[str, list[dict[str, Any]]], plan: FilterFile, sourc
     return kept_splits, removed_splits, counts
 
 
-def check_output(out: Path) -> None:
-    """The output must be new, empty, or an earlier filter output (which is replaced)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and _read_json(out / "stats.json").get("command") != "filter":
-        raise ConfigError(f"output directory {out} is not empty and holds no filter output; choose another -o")
-
-
 def filter_dataset(source: str, plan: FilterFile, out: Path, subset: str | None = None) -> list[dict[str, Any]]:
-    """The whole job: read every split, filter, write the output. Returns the counts."""
-    from distill.inputs import load_splits
+    """The whole job: read every split, filter, write the output. Returns the counts.
 
-    check_output(out)
-    splits = load_splits(source, subset)
-    if not any(splits.values()):
-        raise InputError(f"input {source} is empty")
-    kept, removed, counts = run_filters(splits, plan, source)
-    write_output(out, source, kept, removed, counts, plan)
+    The output (new, empty, or this command's earlier output, which is replaced, in place
+    too) is locked while the job runs, and the new dataset is staged and swapped in whole
+    at the end: a job that fails leaves the earlier output as it was."""
+    from distill.inputs import load_splits
+    from distill.run import RunDir
+
+    run = RunDir.open_output(out, "filter")
+    try:
+        splits = load_splits(source, subset)
+        if not any(splits.values()):
+            raise InputError(f"input {source} is empty")
+        kept, removed, counts = run_filters(splits, plan, source)
+        write_output(run, source, kept, removed, counts, plan)
+    finally:
+        run.close()
     return counts
 
 
@@ -217,21 +215,20 @@ def read_plan(path: Path) -> FilterFile:
     return validate_config(FilterFile, read_yaml_config(path))
 
 
-def write_output(out: Path, source: str, kept, removed, counts, plan: FilterFile) -> None:
-    from distill.card import Method, public_input, render_card
+def write_output(run, source: str, kept, removed, counts, plan: FilterFile) -> None:
+    from distill.card import Method, public_input, public_value, render_card
     from distill.export import DEFAULT_CONFIG, Config, write_configs
-    from distill.run import write_atomic
+    from distill.run import own, read_mark, write_atomic
 
-    out = Path(out)
+    out = run.path
     if not any(kept.values()):
         raise InputError("the filters removed every row; nothing to write")
-    out.mkdir(parents=True, exist_ok=True)
     configs = [Config(DEFAULT_CONFIG, None, {s: rows for s, rows in kept.items() if rows})]
     if removed:
         configs.append(Config("removed", None, removed))
-    else:  # an earlier output's removed rows do not belong to this one
-        shutil.rmtree(out / "removed", ignore_errors=True)
-    written = write_configs(out, configs)
+    # An earlier output's removed rows do not belong to this one: replaced, or removed at the swap.
+    written = write_configs(out, configs, stale=["removed", *(read_mark(out) or {}).get("folders", [])])
+    own(out, [c.folder for c in configs])
     source_stats = _source_stats(source)
     stats = {
         "command": "filter",
@@ -240,14 +237,14 @@ def write_output(out: Path, source: str, kept, removed, counts, plan: FilterFile
         "splits": {f"{w.config}/{w.split}": w.rows for w in written},
         **{k: source_stats[k] for k in ("tokens", "cost_usd", "models") if k in source_stats},
     }
-    write_atomic(out / "stats.json", json.dumps(stats, indent=2) + "\n")
+    run.write_stats(stats)
     method = Method(
         name="Filtered dataset",
         command="distill filter",
         description=f"A filtered copy of {public_input(source)}: the filters below ran in order over every split; "
                     "the `removed` config holds each dropped row with the filter that dropped it and why.",
     )
-    settings = {f"{i}. {name}": spec.model_dump(exclude_none=True, exclude_defaults=True) or "defaults"
+    settings = {f"{i}. {name}": public_value(spec.model_dump(exclude_none=True, exclude_defaults=True)) or "defaults"
                 for i, (name, spec) in enumerate(plan.filters, start=1)}
     card = render_card(method, configs, written, {"column": plan.column, **settings}, stats,
                        source_stats.get("models") or ["(see the source dataset)"])

@@ -20,7 +20,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from distill.backends.router import ModelSpec, ModelSpecValue, OptionalModelSpec, comma_separated
@@ -35,7 +34,7 @@ from distill.judging import Rating, aspect_schema, critique_schema, parse_aspect
 from distill.prompting import data, render, word_list
 from distill.request import Message, Request, SamplingParams
 from distill.run import RunDir
-from distill.runner import Outcome
+from distill.runner import INPUT_HASH, Outcome
 from distill.seeding import derive_seed, rng_for
 
 METHOD = Method(
@@ -83,7 +82,7 @@ def parse_weights(value: Any) -> dict[str, float]:
 class UltraFeedbackConfig(EngineConfig, InputConfig):
     # Binarization, judge endpoints: may change on a re-run (re-binarizes from the records).
     RUNTIME_KEYS: ClassVar[frozenset[str]] = EngineConfig.RUNTIME_KEYS | {
-        "score", "rejected", "keep_ties", "judge_base_url", "judge_api_key_env"}
+        "score", "rejected", "keep_ties", "judge_base_url", "judge_api_key_env", "structured", "parse_retries"}
 
     column: str | None = None
     models: list[ModelSpecValue]
@@ -460,25 +459,29 @@ def run(config: UltraFeedbackConfig) -> Outcome:
 
 
 def rebinarize(run_dir: Path, **changes: Any) -> Built:
-    """`distill binarize`: binarize a finished run again with other options, asking no model."""
+    """`distill binarize`: binarize a finished run again with other options, asking no model.
+
+    It writes into the run it is given (wherever that run was made or copied from), and its
+    options reach config.yaml only once the new dataset is written."""
     run_dir = Path(run_dir)
-    try:
-        stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except OSError:
-        raise InputError(f"{run_dir} is not a run directory (no config.yaml)") from None
+    if not (run_dir / "config.yaml").is_file():
+        raise InputError(f"{run_dir} is not a run directory (no config.yaml)")
+    stored = RunDir(run_dir, "rate ultrafeedback").stored_config()
     if stored.get("command") != "rate ultrafeedback":
         raise InputError(f"{run_dir} is a run of '{stored.get('command')}', not 'rate ultrafeedback'")
-    stored.pop("command")
-    config = validate_config(UltraFeedbackConfig, {**stored, **{k: v for k, v in changes.items() if v is not None}})
-    run = RunDir.open("rate ultrafeedback", config)
+    settings = {k: v for k, v in stored.items() if k != "command"}
+    config = validate_config(UltraFeedbackConfig, {**settings, **{k: v for k, v in changes.items() if v is not None},
+                                                   "output": run_dir})
+    run = RunDir.open("rate ultrafeedback", config, save_config=False)
     try:
         records = sorted(run.records(), key=lambda r: int(r["id"]))
         if not records:
             raise InputError(f"{run_dir} has no rated prompts yet: run `distill rate ultrafeedback` first")
-        built = build_dataset(records, config)
+        built = build_dataset([{k: v for k, v in r.items() if k != INPUT_HASH} for r in records], config)
         stats = run.read_stats()
         models = list(dict.fromkeys([*(s.model for s in config.models), *(stats.get("models") or [])]))
         export(run, built, config, METHOD, models)
+        run.save_config()
         return built
     finally:
         run.close()

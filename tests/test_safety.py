@@ -349,3 +349,140 @@ def test_the_same_model_bare_and_at_the_runs_own_url_is_one_model(cli, tmp_path,
                      "--models", f"a,b,a@{server.url}", "--completions-per-prompt", "2", "-o", tmp_path / "run", "-q",
                      env={"OPENAI_API_KEY": "k"})
     assert result.code == 0, result.err
+
+
+# -- 2. binarize writes into the run it is given -------------------------------------------------------
+
+
+def rated_run(cli, tmp_path, prompts_file):
+    out = tmp_path / "rated"
+    result = cli("rate", "ultrafeedback", "--input", prompts_file, "-n", "6", "--backend", "fake", "--models", "a,b,c",
+                 "--completions-per-prompt", "3", "--judge", "j", "-o", out, "-q")
+    assert result.code == 0, result.err
+    return out
+
+
+def test_binarize_writes_into_the_run_it_is_given_from_anywhere(cli, tmp_path, prompts_file, monkeypatch):
+    import shutil
+
+    original = rated_run(cli, tmp_path, prompts_file)
+    before = {p: p.read_bytes() for p in original.rglob("*") if p.is_file() and p.name != ".lock"}
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli("binarize", copy, "--rejected", "lowest", "--format", "jsonl")
+    assert result.code == 0, result.err
+    assert (copy / "jsonl").is_dir() and not (original / "jsonl").exists()
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    assert list(elsewhere.iterdir()) == []  # no stray folder where it was run from
+
+
+def test_a_failed_binarize_leaves_the_runs_config_as_it_was(cli, tmp_path, prompts_file):
+    out = rated_run(cli, tmp_path, prompts_file)
+    config = (out / "config.yaml").read_text()
+    result = cli("binarize", out, "--test-size", "1000")  # leaves no training rows: refused after the run opened
+    assert_one_line_error(result, "--test-size")
+    assert (out / "config.yaml").read_text() == config
+
+
+# -- 6. filter: locked, staged, swapped ------------------------------------------------------------------
+
+
+def test_a_failed_in_place_filter_keeps_the_earlier_output_whole(cli, tmp_path):
+    source = write_jsonl(tmp_path / "rows.jsonl", [{"text": f"row {i} " + "word " * i} for i in range(10)]
+                         + [{"text": "row 1 word"}])
+    out = tmp_path / "clean"
+    assert cli("filter", "dedup", source, "--column", "text", "-o", out).code == 0
+    assert (out / "removed").is_dir()
+    before = tree(out)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("column: text\nfilters:\n  - length: {min_words: 1000}\n")  # removes every row: fails
+    assert_one_line_error(cli("filter", "run", out, "--config", plan, "-o", out), "removed every row")
+    assert tree(out) == before
+
+
+def test_a_second_filter_into_a_locked_output_is_refused(cli, tmp_path):
+    from distill.run import RunDir
+
+    source = write_jsonl(tmp_path / "rows.jsonl", [{"text": f"row {i}"} for i in range(5)])
+    out = tmp_path / "clean"
+    busy = RunDir.open_output(out, "filter")  # another process writing there
+    try:
+        assert_one_line_error(cli("filter", "dedup", source, "--column", "text", "-o", out), "another distill process")
+    finally:
+        busy.close()
+    assert cli("filter", "dedup", source, "--column", "text", "-o", out).code == 0
+
+
+# -- 14. cards: model and file names only; push: the card and the shards only ------------------------
+
+
+def test_cards_show_no_endpoint_and_no_local_path(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import LoopbackServer
+
+    with LoopbackServer(reply=judge_reply) as server:
+        result = cli("rate", "ultrafeedback", "--input", prompts_file, "-n", "2", "--backend", "fake",
+                     "--models", f"a,b@{server.url}", "--completions-per-prompt", "2", "--judge", "j",
+                     "-o", tmp_path / "rated", "-q")
+    assert result.code == 0, result.err
+    card = (tmp_path / "rated" / "README.md").read_text()
+    assert "127.0.0.1" not in card and "base_url" not in card and "| a<br>b |" not in card
+    blocklist = tmp_path / "secret-words.txt"
+    blocklist.write_text("lorem\n")
+    benchmark = write_jsonl(tmp_path / "benchmark.jsonl", [{"prompt": "an unrelated benchmark question about otters"}])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"column: messages\nfilters:\n  - blocklist: {{file: {blocklist}}}\n"
+                    f"  - decontaminate: {{against: [{benchmark}]}}\n")
+    result = cli("filter", "run", tmp_path / "rated", "--config", plan, "-o", tmp_path / "clean")
+    assert result.code == 0, result.err
+    card = (tmp_path / "clean" / "README.md").read_text()
+    assert str(tmp_path) not in card and "secret-words.txt" in card and "benchmark.jsonl" in card
+
+
+def test_push_uploads_the_card_and_shards_only_whatever_the_card_says(cli, tmp_path, prompts_file):
+    from conftest import StandInHub
+
+    out = tmp_path / "run"
+    assert cli(*fake_completions(prompts_file, out)).code == 0
+    card = (out / "README.md").read_text()
+    (out / "README.md").write_text(card.replace("path: data/train-*", 'path: "*"'))
+    hub = StandInHub()
+    from distill.hub import push_run
+
+    try:
+        push_run(out, "me/data", api=hub)
+        uploaded = set(hub.uploaded)
+    except Exception as err:  # refused outright is fine too
+        assert "does not upload" in str(err)
+        uploaded = set()
+    assert not uploaded & {"cache.sqlite", "records.jsonl", "config.yaml", "stats.json", ".distill"}
+    (out / "README.md").write_text(card)
+    push_run(out, "me/data", api=hub)
+    assert set(hub.uploaded) == {"README.md", "data/train-00000-of-00001.parquet"}
+    assert "load it from its folder" not in hub.uploaded["README.md"].decode()
+
+
+# -- 15. split names never become paths outside -o ---------------------------------------------------------
+
+
+def test_a_split_named_like_a_path_is_refused_before_anything_is_written(cli, tmp_path):
+    import datasets
+
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"text": "a b c"}, {"text": "d e f"}])}).save_to_disk(saved)
+    info = json.loads((saved / "dataset_dict.json").read_text())
+    info["splits"] = ["../../escaped"]
+    (saved / "dataset_dict.json").write_text(json.dumps(info))
+    import shutil
+
+    shutil.move(str(saved / "train"), str(saved / "../../escaped"))  # where datasets looks for that split
+    out = tmp_path / "clean"
+    try:
+        result = cli("filter", "dedup", saved, "--column", "text", "-o", out)
+        assert_one_line_error(result, "not a valid split name")
+        assert not (tmp_path / "escaped-00000-of-00001.parquet").exists()
+        assert not list(tmp_path.parent.glob("escaped*.parquet")) and not list(tmp_path.glob("**/escaped*.parquet"))
+    finally:
+        shutil.rmtree(saved / "../../escaped", ignore_errors=True)

@@ -276,7 +276,7 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged:
 
     import jinja2
 
-    from distill.card import cell
+    from distill.card import cell, public_input, public_value
 
     text = resources.files("distill.train").joinpath("model_card.md.j2").read_text(encoding="utf-8")
     card = jinja2.Template(text, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True).render(
@@ -288,6 +288,7 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged:
         replaced=chat_template == template.REPLACED,
         hyperparameters={k: cell(v) for k, v in recipe.training.items()},
         metrics={k: cell(v) for k, v in metrics.items()},
-        datasets=[cell(d.model_dump(exclude_defaults=True)) for d in recipe.datasets],
+        datasets=[cell(public_value(d.model_dump(exclude_defaults=True))) for d in recipe.datasets],
+        base_model=public_input(str(recipe.model.name_or_path)),  # a Hub id, or a local folder's name only
     )
     (Path(recipe.output_dir) / "README.md").write_text(card, encoding="utf-8")
