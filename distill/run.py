@@ -97,7 +97,7 @@ def claim(path: Path) -> bool:
     return new
 
 
-def remove_created(path: Path, what: str) -> None:
+def remove_created(path: Path, what: str, check_only: bool = False) -> None:
     """--fresh for a folder distill created whole (a training output): delete it. One that
     distill did not create is refused, never deleted."""
     path = Path(path)
@@ -107,6 +107,8 @@ def remove_created(path: Path, what: str) -> None:
     if not (mark and mark.get("created")):
         raise ConfigError(f"--fresh would delete {what} {path}, which distill did not create: "
                           "delete it yourself or choose another directory")
+    if check_only:
+        return
     try:
         shutil.rmtree(path)
     except OSError as err:

@@ -16,7 +16,6 @@ has from its cache, and a training stage that finished (train_metrics.json) is s
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -26,6 +25,7 @@ from pydantic import Field, field_validator
 from distill.backends.router import ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.config import EngineConfig, validate_config
 from distill.errors import ConfigError
+from distill.run import remove_created
 
 # The cleaning step when no --filters plan is given: the near-duplicate removal and
 # quality filters of `distill filter`, with their defaults.
@@ -196,9 +196,10 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
     steps = plan(config)
     check_installed(config.accelerate_config if steps.training else None)
     publish = _publisher(config, say)
-    if config.fresh:  # the generation steps start over by themselves; the rest is removed here
-        for path in [steps.clean, *(Path(step.recipe.output_dir) for step in steps.training)]:
-            shutil.rmtree(path, ignore_errors=True)
+    if config.fresh:  # the generation steps start over by themselves, and cleaning rewrites its output whole
+        for check_only in (True, False):  # nothing is deleted unless every training output may be
+            for step in steps.training:
+                remove_created(step.recipe.output_dir, f"the {step.stage} output", check_only)
     summary: dict[str, Any] = {}
     say(f"1/5 UltraChat dialogues -> {steps.ultrachat.output}")
     summary["dialogues"] = ultrachat.run(steps.ultrachat).done

@@ -184,3 +184,20 @@ def test_dry_run_checks_and_prints_every_step(cli, tmp_path, monkeypatch):
     assert "accelerate.commands.launch" in lines[4] and "--num_processes 8" in lines[4]
     assert lines[-1] == "push: me/zeph-ultrachat, me/zeph-feedback, me/zeph-sft, me/zeph-dpo"
     assert not out.exists()  # nothing written, nothing asked
+
+
+def test_fresh_never_deletes_a_training_output_distill_did_not_create(cli, tmp_path, monkeypatch, base_model):
+    mine = tmp_path / "my-models"
+    mine.mkdir()
+    (mine / "weights.bin").write_bytes(b"months of training")
+    out = tmp_path / "zephyr"
+    result = zephyr(cli, monkeypatch, out, *cpu_training(base_model), "--stop-after", "sft", "--sft", f"output_dir={mine}",
+                    "--fresh")
+    assert_one_line_error(result, "--fresh would delete", str(mine))
+    assert (mine / "weights.bin").read_bytes() == b"months of training"
+    # A training output distill made is its own: --fresh trains it again from scratch.
+    assert zephyr(cli, monkeypatch, out, *cpu_training(base_model), "--stop-after", "sft").code == 0
+    (out / "sft" / "train_metrics.json").write_text("{}")  # as if it had finished, by another recipe
+    again = zephyr(cli, monkeypatch, out, *cpu_training(base_model), "--stop-after", "sft", "--fresh")
+    assert again.code == 0, again.err
+    assert "train_loss" in json.loads((out / "sft" / "train_metrics.json").read_text())

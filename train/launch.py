@@ -134,6 +134,7 @@ def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, acc
     `checked` is the stage's preflight when the caller made it already, else it is made here
     and its notes (the chat template, ...) go to `say` (default: stderr).
     """
+    from distill.run import claim
     from distill.train.recipe import dump_recipe
     from distill.train.stages import preflight
 
@@ -143,6 +144,7 @@ def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, acc
         checked = preflight(recipe, in_process=here)
         for line in checked.notes:
             (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+    claim(recipe.output_dir)  # marked as distill's when it makes it: only then may zephyr --fresh delete it
     dump_recipe(recipe, resolved_config)
     if here:
         from distill.train.stages import train
