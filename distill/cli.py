@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -52,10 +54,18 @@ def cli() -> None:
     """distill: turn a strong teacher model into training data, and train a small chat model on it."""
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command as Ctrl-C does: one line, exit 130
+
+
 def main(argv: list[str] | None = None) -> None:
     secrets.register_env(*secrets.SECRET_ENV)  # never printed, whichever message would carry them
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="distill", standalone_mode=False)
+        # Not click's own main: on a Ctrl-C it prints an empty line before its Abort.
+        with cli.make_context("distill", args) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.Abort:
@@ -75,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _error(f"internal error: {type(err).__name__}: {err} (set DISTILL_DEBUG=1 for a traceback, and please report it)")
         sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> None:

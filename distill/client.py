@@ -115,9 +115,12 @@ class Client:
             attempt = 0
             while True:
                 try:
-                    async with self._slots:
-                        await self.limiter.acquire(estimate)
+                    async with self._slots:  # held until the reply is on disk: a write that fails
+                        await self.limiter.acquire(estimate)  # stops the next request going out
+                        if self.halted is not None:
+                            raise self.halted
                         response = await self.backend.complete(request)
+                        response = self._keep(key, request, response)
                     break
                 except TransientError as err:
                     self.stats.errors[err.kind] += 1
@@ -137,21 +140,25 @@ class Client:
                     raise BackendError(f"{self.backend.name}: {err}") from None
         finally:
             self.ledger.release(reservation)
+        self.limiter.settle(estimate, response.usage.total_tokens)
+        self.ledger.record(response.usage, request.model)
+        self.stats.requests += 1
+        self.progress.on_response(response.usage.total_tokens, self.ledger.cost)
+        return response
+
+    def _keep(self, key: str, request: Request, response: Response) -> Response:
+        """The reply, counted at most at its worst case, durable before anyone sees it: nothing
+        paid for is lost. A reply that cannot be written stops the run: nothing more is asked
+        that could not be kept."""
         usage = self.ledger.counted(response.usage, request)
         if usage != response.usage:
             self._over_reported(response, usage)
             response = dataclasses.replace(response, usage=usage)
-        # Durable before anyone sees it: nothing paid for is lost. A reply that cannot be
-        # written stops the run: nothing more is asked that could not be kept.
         try:
             self.cache.put(key, request, response)
         except DistillError as err:
             self.halted = err
             raise
-        self.limiter.settle(estimate, response.usage.total_tokens)
-        self.ledger.record(response.usage, request.model)
-        self.stats.requests += 1
-        self.progress.on_response(response.usage.total_tokens, self.ledger.cost)
         return response
 
     def _charge_timeout(self, key: str, request: Request) -> None:

@@ -189,11 +189,13 @@ def _run(generate: Callable[[], Awaitable[Outcome]]) -> Outcome:
 
     async def main() -> Outcome:
         loop = asyncio.get_running_loop()
+        previous = signal.getsignal(signal.SIGTERM)
         loop.add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         try:
             return await generate()
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)  # remove_signal_handler restores the default: not ours
 
     try:
         return asyncio.run(main())

@@ -31,8 +31,12 @@ class StoppedEarly(DistillError):
     exit_code = 3
 
 
-class DiskFull(DistillError):
-    """A write failed for lack of space: the run stops, keeping what is on disk."""
+class WriteFailed(DistillError):
+    """A write to the run directory failed (no space, no permission): the run stops, keeping what is on disk."""
+
+
+class DiskFull(WriteFailed):
+    """A write failed for lack of space."""
 
 
 _FULL = {"ENOSPC", "EFBIG", "EDQUOT"}
@@ -50,12 +54,12 @@ def write_error(err: BaseException, path) -> DistillError:
         return DiskFull(f"disk full writing {path}: free some space, then run the same command again to resume "
                         "(everything written so far is kept)")
     if name in _DENIED or "readonly" in text or "read-only" in text:
-        return DistillError(f"cannot write {path}: {'read-only file system' if name == 'EROFS' else 'permission denied'}")
+        return WriteFailed(f"cannot write {path}: {'read-only file system' if name == 'EROFS' else 'permission denied'}")
     if isinstance(err, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
         return DistillError(f"{path} is damaged ({err}): move it away and run the same command again to redo only the "
                             "items that records.jsonl does not hold, or start over with --fresh")
     reason = getattr(err, "strerror", None) or str(err)
-    return DistillError(f"cannot write {path}: {reason}")
+    return WriteFailed(f"cannot write {path}: {reason}")
 
 
 def warn(message: str) -> None:

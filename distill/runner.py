@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 
 from distill.accounting import BudgetReached
-from distill.errors import BackendError, RequestRejected
+from distill.errors import BackendError, RequestRejected, WriteFailed
 from distill.progress import Progress
 from distill.run import RecordLog
 from distill.secrets import redact
@@ -82,13 +82,26 @@ async def run_items(
                 return
             running[asyncio.create_task(work(*nxt))] = nxt[0]
 
+    failed_write: list[WriteFailed] = []
+
     def settle(task: asyncio.Task) -> None:
         item_id = running.pop(task)
         err = task.exception()
         if err is None:
-            records.append({"id": item_id, INPUT_HASH: hashes[item_id], **task.result()})
-            outcome.done += 1
-            progress.on_item()
+            try:
+                records.append({"id": item_id, INPUT_HASH: hashes[item_id], **task.result()})
+            except WriteFailed as write_err:  # its replies are in the cache: redone from there
+                err = write_err
+            else:
+                outcome.done += 1
+                progress.on_item()
+        if err is None:
+            return
+        if isinstance(err, WriteFailed):
+            # Start nothing more; the items in flight finish (what they were sent is answered,
+            # and kept if it can be), then the run stops with the write's error.
+            failed_write.append(err)
+            outcome.stopped = str(err)
         elif isinstance(err, BudgetReached):
             outcome.stopped = str(err)  # let the items in flight finish, start no more
         elif isinstance(err, RequestRejected):
@@ -106,6 +119,8 @@ async def run_items(
             for task in finished:
                 settle(task)
             launch()
+        if failed_write:
+            raise failed_write[0]
     finally:
         # On a fatal error or Ctrl-C: record the items that did finish, cancel the rest
         # (whatever they were answered is already in the cache).

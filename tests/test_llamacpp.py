@@ -1,11 +1,43 @@
 """The embedded default backend: a real end-to-end run through llama.cpp and Gemma 3 270M."""
 
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
 import pytest
 
-from conftest import read_dataset, write_jsonl
-from distill.backends.llamacpp import render_transcript
+from conftest import read_dataset, start_distill, write_jsonl
+from distill.backends.llamacpp import LLAMA_RANDOM_SEED, render_transcript, request_seed
+from distill.request import Request, SamplingParams
 
 pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
+
+# Greedy counting: the model keeps counting (no end of text) for far longer than a test waits.
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from distill.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend()
+    yield backend
+    asyncio.run(backend.aclose())
+
+
+def answer(backend, request: Request) -> str:
+    return asyncio.run(backend.complete(request)).text
+
+
+def wait_for(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_transcript_for_a_base_model():
@@ -56,3 +88,186 @@ def test_a_missing_or_broken_gguf_is_one_line(cli, tmp_path):
     broken.write_bytes(b"not a gguf at all" * 100)
     result = cli("generate", "completions", "--input", prompts, "--model", broken, "-o", tmp_path / "r2")
     assert result.code != 0 and result.err.count("\n") == 1 and "cannot load GGUF model" in result.err
+
+
+# -- an answer is a function of the request alone ---------------------------------------------
+
+
+def test_the_same_request_gets_the_same_answer_whatever_came_before(backend):
+    model = backend.model
+    params = SamplingParams(temperature=1.0, max_tokens=24, seed=7)
+    turn1 = [{"role": "user", "content": "Tell me about the history of tea in China."}]
+    first = answer(backend, Request.chat(model, turn1, params))
+    turn2 = Request.chat(model, [*turn1, {"role": "assistant", "content": first}, {"role": "user", "content": "And in Japan?"}],
+                         params)
+    # Right after its first turn, llama.cpp could reuse the KV cache of that prompt and its answer
+    # (a long shared prefix); after another request only a few tokens; after itself, all of them.
+    after_its_first_turn = answer(backend, turn2)
+    answer(backend, Request.chat(model, [{"role": "user", "content": "Name a color."}], params))
+    after_another_request = answer(backend, turn2)
+    after_itself = answer(backend, turn2)
+    assert after_its_first_turn == after_another_request == after_itself
+
+
+def test_a_request_without_a_seed_is_seeded_from_itself(backend):
+    """Not from the seed of the request before it (llama-cpp-python's own chain)."""
+    model = backend.model
+    seedless = Request.text(model, "The three primary colors are", SamplingParams(temperature=1.0, max_tokens=12))
+    before = answer(backend, seedless)
+    answer(backend, Request.text(model, "My favourite animal is", SamplingParams(temperature=1.0, max_tokens=12)))
+    assert answer(backend, seedless) == before
+
+
+def test_request_seeds():
+    seedless = Request.text("m", "hi", SamplingParams())
+    assert request_seed(seedless) == int(seedless.key()[:8], 16) % LLAMA_RANDOM_SEED
+    assert request_seed(Request.text("m", "hi", SamplingParams(), sample=1)) != request_seed(seedless)
+    assert request_seed(Request.text("m", "hi", SamplingParams(seed=42))) == 42
+    # llama.cpp reads 0xFFFFFFFF as "draw a random seed": never pass it on.
+    assert request_seed(Request.text("m", "hi", SamplingParams(seed=LLAMA_RANDOM_SEED))) != LLAMA_RANDOM_SEED
+
+
+# -- stopping: between tokens, never by freeing the model under a generation -------------------
+
+
+def test_a_cancelled_request_and_closing_stop_the_generation_between_tokens():
+    from distill.backends.llamacpp import LlamaCppBackend, Stopped
+
+    backend = LlamaCppBackend()
+    llm = backend.llm
+    counting = Request.text(backend.model, COUNTING, SamplingParams(temperature=0, max_tokens=400))
+    prompt_tokens = len(llm.tokenize(COUNTING.encode()))
+
+    def generating() -> bool:  # past the prompt, writing tokens
+        return llm.stop_check is not None and llm.n_tokens > prompt_tokens
+
+    def idle() -> bool:
+        return llm.stop_check is None
+
+    async def go():
+        # A cancelled request: its worker thread stops at the next token; the model serves the next one.
+        task = asyncio.create_task(backend.complete(counting))
+        await asyncio.to_thread(wait_for, generating, "the generation")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(wait_for, idle, "the cancelled generation to stop")
+        assert llm.n_tokens < prompt_tokens + 200  # cut short, not run to max_tokens (400)
+        # Closing: stops the generation running, waits for it to leave llama.cpp, then frees the model.
+        task = asyncio.create_task(backend.complete(counting))
+        await asyncio.to_thread(wait_for, generating, "the generation")
+        await backend.aclose()
+        assert idle() and llm.n_tokens < prompt_tokens + 200
+        with pytest.raises(Stopped):
+            await task
+        with pytest.raises(Stopped):  # nothing starts on a closed model
+            await backend.complete(counting)
+
+    asyncio.run(go())
+
+
+def test_a_ctrl_c_while_the_model_loads_is_not_lost(monkeypatch):
+    """llama.cpp calls back into Python (its log callback) while it loads a model, and a
+    KeyboardInterrupt raised inside a ctypes callback is printed and dropped: the run went on."""
+    import ctypes
+
+    from distill.backends import llamacpp
+
+    @ctypes.CFUNCTYPE(None)
+    def log_callback():  # Ctrl-C arrives while C code is calling back into Python
+        signal.raise_signal(signal.SIGINT)
+
+    class Loading:
+        def __init__(self, **kwargs):
+            log_callback()  # through ctypes, as llama.cpp's logging does
+
+    monkeypatch.setattr(llamacpp, "_stoppable_llama", lambda llama_cpp: Loading)
+    with pytest.raises(KeyboardInterrupt):
+        llamacpp.LlamaCppBackend()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_and_sigterm_end_a_generating_run_cleanly_and_it_resumes(cli, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"text": f"Chapter {i}. It was a dark and stormy night, and"} for i in range(5)])
+    out = tmp_path / "run"
+    args = ["generate", "completions", "--input", prompts, "--mode", "text", "--max-new-tokens", "16", "-q"]
+    records_file = out / "records.jsonl"
+
+    def records() -> int:
+        return records_file.read_text().count("\n") if records_file.exists() else 0
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = records()
+        proc = start_distill(*args, "-o", out)
+        # One more answer: the model is loaded and the next generation is under way.
+        deadline = time.monotonic() + 120
+        while records() == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err  # not 139: the model is never freed under a generation
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err
+        text = records_file.read_text()
+        assert text.endswith("\n") and all(json.loads(line)["response"] is not None for line in text.splitlines())
+        assert json.loads((out / "stats.json").read_text())["stopped"].startswith("interrupted")
+    rerun = start_distill(*args, "-o", out)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    # The same rows as a run never stopped (these requests have no seed of their own).
+    straight = cli(*args, "-o", tmp_path / "straight")
+    assert straight.code == 0, straight.err
+    assert read_dataset(out) == read_dataset(tmp_path / "straight") and len(read_dataset(out)) == 5
+
+
+# -- a run killed and resumed is the same dataset as one never stopped -------------------------
+
+ULTRACHAT = ["generate", "ultrachat", "-n", "3", "--sectors", "world=0.5,creation=0.5", "--world-rounds", "2-2",
+             "--creation-rounds", "2-2", "--subtopics", "2", "--max-new-tokens", "48", "--user-max-new-tokens", "32",
+             "--list-max-new-tokens", "48", "-q"]
+
+
+def cached_answers(run_dir: Path) -> dict[str, str]:
+    if not (run_dir / "cache.sqlite").exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{run_dir / 'cache.sqlite'}?mode=ro", uri=True) as db:
+            return {key: json.loads(response)["text"] for key, response in db.execute("SELECT key, response FROM responses")}
+    except sqlite3.Error:  # not created yet
+        return {}
+
+
+def dataset(run_dir: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [row for path in sorted((run_dir / "data").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+
+
+def record_lines(run_dir: Path) -> list[dict]:
+    return sorted((json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()), key=lambda r: r["id"])
+
+
+def test_a_killed_and_resumed_dialogue_run_is_the_same_dataset(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = start_distill(*ULTRACHAT, "-o", straight)
+    _, straight_err = proc.communicate(timeout=300)
+    # A tiny base model may write no dialogue worth keeping (another CPU, other kernels): then
+    # the resumed run must fail the same way.
+    assert proc.returncode == 0 or "no row survived" in straight_err, straight_err
+    straight_code = proc.returncode
+    answers = cached_answers(straight)
+
+    proc = start_distill(*ULTRACHAT, "-o", killed)
+    wait_for(lambda: len(cached_answers(killed)) >= len(answers) // 2 or proc.poll() is not None, "half the answers")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert 0 < len(cached_answers(killed)) < len(answers)
+    rerun = start_distill(*ULTRACHAT, "-o", killed)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == straight_code, err
+
+    # Every request was asked again the same way and answered the same, whatever came before it.
+    assert cached_answers(killed) == answers
+    assert record_lines(killed) == record_lines(straight)
+    assert dataset(killed) == dataset(straight)

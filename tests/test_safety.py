@@ -486,3 +486,41 @@ def test_a_split_named_like_a_path_is_refused_before_anything_is_written(cli, tm
         assert not list(tmp_path.parent.glob("escaped*.parquet")) and not list(tmp_path.glob("**/escaped*.parquet"))
     finally:
         shutil.rmtree(saved / "../../escaped", ignore_errors=True)
+
+
+# -- 4. a full disk: one clear line, nothing paid for thrown away beyond the reply being written ------
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_was_written(tmp_path):
+    import resource
+    import sqlite3
+    import subprocess
+    import sys
+
+    from distill.testing.openai_server import LoopbackServer
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"question {i} " + "padding " * 40} for i in range(60)])
+    out = tmp_path / "run"
+
+    def small_files():  # as `ulimit -f 96`: no file may grow past 96 KiB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, 96 * 1024))
+
+    with LoopbackServer() as server:
+        args = [sys.executable, "-m", "distill", *openai_run(server, prompts, out, "--concurrency", "1",
+                                                              "--max-new-tokens", "200")]
+        full = subprocess.run(args, capture_output=True, text=True, preexec_fn=small_files,
+                              env={**__import__("os").environ, "OPENAI_API_KEY": "k"}, timeout=120)
+        assert full.returncode != 0
+        lines = full.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: disk full writing {out}"), full.stderr
+        with sqlite3.connect(out / "cache.sqlite") as db:
+            kept = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        answered = server.stats.answered_total
+        assert 0 < kept < 60 and answered - kept <= 1  # at most the reply that was being written is lost
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["stopped"].startswith("disk full")
+        again = subprocess.run(args, capture_output=True, text=True, env={**__import__("os").environ, "OPENAI_API_KEY": "k"},
+                               timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert server.stats.answered_total == answered + 60 - kept  # the missing ones, once
+    assert len(read_dataset(out)) == 60
