@@ -121,7 +121,8 @@ def _score(value: Any) -> float | None:
 def split_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The metrics of one split. Always `rows`; each metric below only when its columns exist.
 
-    turns           non-system messages per dialogue (rows whose `messages` is a list)
+    messages        non-system messages per dialogue (rows whose `messages` is a list)
+    rounds          assistant answers per dialogue: what ultrachat_200k's `num_turns` counts
     prompt_words    `prompt`, else the first user message of `messages`, else `instruction`
     response_words  every assistant message of `messages` (one value each), else `response`/`output`
     chosen_words, rejected_words    the last assistant message of `chosen` / `rejected`
@@ -137,9 +138,10 @@ def split_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     if "messages" in columns:
         chats = [_messages(row.get("messages")) for row in rows]
-        out["turns"] = describe(
+        out["messages"] = describe(
             sum(1 for m in chat if m.get("role") != "system") for chat in chats if chat is not None
         )
+        out["rounds"] = describe(sum(1 for m in chat if m.get("role") == "assistant") for chat in chats if chat is not None)
     if columns & {"prompt", "messages", "instruction"}:
         out["prompt_words"] = describe(_prompt_words(row) for row in rows)
     if columns & {"messages", "response", "output"}:
@@ -204,7 +206,8 @@ def describe_source(source: str, split: str | None = None, subset: str | None = 
 
 
 METRIC_LABELS = {
-    "turns": "turns",
+    "messages": "messages per dialogue",
+    "rounds": "rounds (answers) per dialogue",
     "prompt_words": "prompt words",
     "response_words": "response words",
     "chosen_words": "chosen words",

@@ -22,6 +22,7 @@ same instructions in the same order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -185,8 +186,23 @@ def parse_classification(text: str) -> bool | None:
     return None if answer is None else answer.group(1).lower() == "yes"
 
 
-def clean_instances(instances: list[tuple[str, str]], limit: int) -> tuple[list[tuple[str, str]], Counter]:
-    """Drop empty outputs, outputs equal to the input, repeats, and inputs given different outputs."""
+@functools.cache
+def demonstration_texts(template: str) -> frozenset[str]:
+    """The inputs and outputs the instance prompt shows as its examples (of three words or
+    more: a class label or a short number may well recur), casefolded."""
+    shown = render(P, template, chat=False, instruction="")
+    parse = parse_output_first if template == "instances_output_first.j2" else parse_input_first
+    texts = set()
+    for block in re.split(r"^Task:.*$", shown, flags=re.MULTILINE):
+        for given, output in parse(block):
+            texts.update(t.casefold() for t in (given, output) if len(t.split()) >= 3)
+    return frozenset(texts)
+
+
+def clean_instances(instances: list[tuple[str, str]], limit: int,
+                    demonstrations: frozenset[str] = frozenset()) -> tuple[list[tuple[str, str]], Counter]:
+    """Drop empty outputs, copies of the prompt's own examples, outputs equal to the input,
+    repeats, and inputs given different outputs."""
     dropped: Counter = Counter()
     outputs_by_input: dict[str, set[str]] = {}
     for given, output in instances:
@@ -195,6 +211,8 @@ def clean_instances(instances: list[tuple[str, str]], limit: int) -> tuple[list[
     for given, output in instances:
         if not output:
             dropped["empty-output"] += 1
+        elif given.casefold() in demonstrations or output.casefold() in demonstrations:
+            dropped["copies-demonstration"] += 1
         elif given and given.casefold() == output.casefold():
             dropped["output-is-input"] += 1
         elif (given.casefold(), output.casefold()) in seen:
@@ -327,7 +345,7 @@ class SelfInstruct:
         instances = parse(reply.text)
         if reply.finish_reason == "length" and instances:
             instances = instances[:-1]  # the last one may be cut off
-        kept, dropped = clean_instances(instances, self.config.max_instances)
+        kept, dropped = clean_instances(instances, self.config.max_instances, demonstration_texts(template))
         return {
             "instruction": instruction,
             "status": "ok" if kept else "no-instances",

@@ -524,3 +524,57 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_what_was_written(tmp_
         assert again.returncode == 0, again.stderr
         assert server.stats.answered_total == answered + 60 - kept  # the missing ones, once
     assert len(read_dataset(out)) == 60
+
+
+# -- 26, 31. the closing lines say the rows written and what was dropped, and the next step ----------------
+
+
+def test_closing_lines_report_rows_written_dropped_and_the_next_step(cli, tmp_path, monkeypatch):
+    import re
+
+    import datasets
+
+    from distill.backends.fake_replies import shaped_reply
+
+    def few_kept(request):  # every third dialogue's assistant disowns opinions: dropped by post-processing
+        text = shaped_reply(request)
+        if request.messages and int(request.key()[:4], 16) % 3 == 0 and not request.answer_prefix:
+            return "As an AI language model, I have no opinions. " + text
+        return text
+
+    monkeypatch.setattr("distill.backends.fake.echo_reply", few_kept)
+    out = tmp_path / "chats"
+    result = cli("generate", "ultrachat", "-n", "9", "--backend", "fake", "-o", out, "-q")
+    assert result.code == 0, result.err
+    rows = datasets.load_dataset(str(out), split="train_sft").num_rows
+    done, next_step = result.out.strip().splitlines()
+    assert re.fullmatch(rf"done: 9 dialogues made; {rows} rows written to {re.escape(str(out))}/data/ \(train_sft {rows}\); "
+                        rf"{9 - rows} dropped \(assistant-disclaimer {9 - rows}\)", done), done
+    assert 0 < rows < 9
+    assert next_step.startswith("next: ") and "distill train sft" in next_step
+
+
+def test_self_instruct_says_rows_written_not_instructions_asked(cli, tmp_path):
+    import datasets
+
+    out = tmp_path / "si"
+    result = cli("generate", "self-instruct", "-n", "4", "--backend", "fake", "-o", out, "-q")
+    assert result.code == 0, result.err
+    rows = datasets.load_dataset(str(out), split="train").num_rows
+    assert f"; {rows} rows written to" in result.out and f"(train {rows})" in result.out
+
+
+# -- 21. Retry-After is bounded by --timeout ------------------------------------------------------------------
+
+
+def test_a_server_asking_to_wait_ten_minutes_is_waited_for_at_most_timeout(cli, tmp_path, prompts_file):
+    from distill.testing.openai_server import FaultPlan, LoopbackServer
+
+    plan = FaultPlan(rates={"429": 1.0}, max_per_key=1, retry_after=1000.0)
+    with LoopbackServer(faults=plan) as server:
+        result = cli(*openai_run(server, prompts_file, tmp_path / "run", "-n", "2", "--timeout", "0.2"),
+                     env={"OPENAI_API_KEY": "k"})  # honouring 1000 s would hang the test
+    assert result.code == 0, result.err
+    assert server.stats.faults["429"] == 2
+    help_text = cli("generate", "completions", "--help").out
+    assert "Retry-After is honoured up to this long" in " ".join(help_text.split())

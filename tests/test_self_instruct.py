@@ -117,6 +117,18 @@ def test_instances_are_cleaned():
     assert dropped == {"empty-output": 1, "output-is-input": 1, "duplicate": 1, "conflicting-outputs": 2, "over-limit": 1}
 
 
+def test_instances_that_copy_the_prompts_own_examples_are_dropped():
+    shown = si.demonstration_texts("instances_input_first.j2")
+    copied = ("library, rain, book, afternoon", "On a rainy afternoon she read a book in the library.")
+    kept, dropped = si.clean_instances([copied, ("", "Small steps, taken every day, will climb any mountain."),
+                                        ("rain, park", "We walked in the park in the rain.")], limit=5, demonstrations=shown)
+    assert kept == [("rain, park", "We walked in the park in the rain.")]
+    assert dropped == {"copies-demonstration": 2}
+    labels = si.demonstration_texts("instances_output_first.j2")
+    kept, _ = si.clean_instances([("148", "Even"), ("The classroom was a zoo.", "Metaphor")], limit=5, demonstrations=labels)
+    assert kept == [("148", "Even")]  # a short input or a class label may recur; a whole example may not
+
+
 def test_instruction_filters(tmp_path):
     c = config(tmp_path)
     keywords = si.keyword_pattern(c.unsuited_keywords)

@@ -89,7 +89,8 @@ DIALOGUES = [
 def test_split_stats_dialogues():
     got = split_stats(DIALOGUES)
     assert got["rows"] == 4
-    assert got["turns"] == describe([4, 2, 2])  # system messages do not count
+    assert got["messages"] == describe([4, 2, 2])  # system messages do not count
+    assert got["rounds"] == describe([2, 1, 1])  # as ultrachat_200k's num_turns
     assert got["prompt_words"] == describe([3, 1, 4, 1])
     assert got["response_words"] == describe([2, 4, 3, 1])  # every assistant message
     assert not {"chosen_words", "rejected_words", "score_chosen", "score_margin"} & set(got)
@@ -113,7 +114,7 @@ def test_split_stats_preferences_scores_and_margin():
     assert got["score_margin"] == describe([4.5, 0.0])  # only rows with both scores
     assert got["score_margin"]["mean"] == 2.25
     assert got["prompt_words"] == describe([2, 1, 3])
-    assert got["turns"] == describe([2, 4, 2])
+    assert got["messages"] == describe([2, 4, 2])
 
 
 def test_split_stats_completions_and_self_instruct():
@@ -201,7 +202,7 @@ def test_run_directory_tables(run_dir):
     assert "test_sft: 1 row (lengths in words)" in out
     for header in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
         assert header in out
-    for metric in ("turns", "prompt words", "response words"):
+    for metric in ("messages per dialogue", "rounds (answers) per dialogue", "prompt words", "response words"):
         assert metric in out
     assert "total" in out and "6" in out
     assert "Filters" in out and "dedup" in out and "decontamination" in out
@@ -228,7 +229,7 @@ def test_json_output(run_dir):
     assert list(data["splits"]) == ["train_sft", "test_sft"]
     assert data["splits"]["train_sft"]["rows"] == 5
     assert data["splits"]["train_sft"]["prompt_words"] == describe([1, 2, 3, 4, 5])
-    assert data["splits"]["test_sft"]["turns"]["mean"] == 4.0
+    assert data["splits"]["test_sft"]["messages"]["mean"] == 4.0
     assert data["filters"] == [{"name": "dedup", "removed": 7}, {"name": "decontamination", "removed": 2}]
     assert data["tokens"]["total"] == 4600 and data["cost_usd"] == 0.0123
 
@@ -281,4 +282,4 @@ def test_unknown_subset_and_bad_stats_json(cli, run_dir):
 def test_registered_in_the_cli(cli, run_dir):
     result = cli("stats", run_dir, "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["splits"]["train_sft"]["turns"]["mean"] == 2.0
+    assert json.loads(result.out)["splits"]["train_sft"]["messages"]["mean"] == 2.0

@@ -32,7 +32,8 @@ _ENGINE_OPTIONS = [
     click.option("--rpm", type=float, help="Requests-per-minute limit."),
     click.option("--tpm", type=float, help="Tokens-per-minute limit."),
     click.option("--max-retries", type=int, help="Retries on 429, 5xx, timeouts and dropped connections.  [default: 6]"),
-    click.option("--timeout", type=float, help="Seconds before a request times out.  [default: 600]"),
+    click.option("--timeout", type=float, help="Seconds before a request times out; a server's Retry-After is honoured "
+                 "up to this long, and at most 600 s.  [default: 600]"),
     click.option("--max-cost-usd", type=float, help="Stop cleanly before spending more than this."),
     click.option("--max-tokens", type=int, help="Stop cleanly before using more tokens than this (prompt + completion)."),
     click.option("--prices", type=click.Path(path_type=Path), help="YAML price table that extends the built-in one."),
