@@ -75,6 +75,7 @@ def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[s
     run_place = (run_backend, tuple(config.base_url) or openai_default if run_backend == "openai" else ())
     kinds: dict[str, str] = {}
     routes: dict[str, Backend] = {}
+    shared: dict[tuple, Backend] = {}
     seen: dict[str, tuple] = {}
     try:
         for spec in specs:
@@ -90,9 +91,15 @@ def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[s
             kinds[spec.model] = place[0]
             if (place == run_place and key_env in (None, config.api_key_env)) or spec.model in routes:
                 continue  # the run's own backend serves it (the run's endpoint has the run's key)
-            update = {"backend": place[0], "model": spec.model, "base_url": list(place[1]), "api_key_env": key_env,
-                      "batch_api": False}
-            routes[spec.model] = make_backend(config.model_copy(update=update))
+            # One backend per place and key: what it learns of its endpoints (answered before,
+            # the structured-output form it takes) holds for every model served there.
+            # (An OpenAI-compatible endpoint serves any model a request names; the other backends load one.)
+            where = (place, key_env) if place[0] == "openai" else (place, key_env, spec.model)
+            if where not in shared:
+                update = {"backend": place[0], "model": spec.model, "base_url": list(place[1]), "api_key_env": key_env,
+                          "batch_api": False}
+                shared[where] = make_backend(config.model_copy(update=update))
+            routes[spec.model] = shared[where]
     except BaseException:
         asyncio.run(Router(default, routes).aclose())
         raise

@@ -4,12 +4,26 @@ Several base URLs may be given; each request goes to the one with the fewest req
 in flight. The openai package's own retries are switched off: retrying belongs to the
 distill client, once, for every backend. With a BatchSettings, requests go through the
 provider's Batch API instead (distill.backends.openai_batch).
+
+What each endpoint has shown of itself is remembered for the session:
+- structured output: a request with a JSON schema is sent as `response_format:
+  json_schema`; an endpoint that refuses that form (an HTTP error whose body names
+  response_format or json_schema, as llama-cpp-python's server answers with a 500) is sent
+  the next form from then on, `json_object` with the schema inside (which llama.cpp's
+  servers constrain to), plain `json_object`, then none (the pipeline's tolerant parser
+  reads the text). It is said once per endpoint on stderr, is not a retry, and never
+  changes a cache key (keys come from the Request, not from the HTTP body);
+- whether it ever answered: a first connection refused outright fails at once ("is the
+  server running?") instead of after minutes of retries, while an endpoint that answered
+  before is waited for through the full retry policy (a server restarting mid-run).
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
 import itertools
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -66,8 +80,26 @@ class BatchSettings:
     poll: float = 30.0  # seconds between looks at a running batch
 
 
-def request_body(request: Request) -> tuple[str, dict[str, Any]]:
-    """The route and JSON body of a request, as the chat or completions API takes it."""
+# The forms a JSON schema is sent in, strongest first; an endpoint that refuses one gets the next.
+JSON_SCHEMA, JSON_OBJECT_WITH_SCHEMA, JSON_OBJECT, NO_FORMAT = range(4)
+FORM_NAMES = ("response_format json_schema", "response_format json_object with the schema inside",
+              "response_format json_object", "no response_format")
+
+
+def response_format(schema: dict[str, Any], form: int = JSON_SCHEMA) -> dict[str, Any] | None:
+    """The `response_format` of a request with a JSON schema, in one of the forms above."""
+    if form == JSON_SCHEMA:
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+    if form == JSON_OBJECT_WITH_SCHEMA:  # llama-cpp-python's server (and llama.cpp's) turn the schema into a grammar
+        return {"type": "json_object", "schema": schema}
+    if form == JSON_OBJECT:
+        return {"type": "json_object"}
+    return None
+
+
+def request_body(request: Request, form: int = JSON_SCHEMA) -> tuple[str, dict[str, Any]]:
+    """The route and JSON body of a request, as the chat or completions API takes it (a JSON
+    schema sent in the given form of response_format)."""
     p = request.params
     body: dict[str, Any] = {"model": request.model, "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
     if p.stop:
@@ -79,8 +111,9 @@ def request_body(request: Request) -> tuple[str, dict[str, Any]]:
     if request.messages is None:
         return "/v1/completions", {**body, "prompt": request.prompt}
     if request.json_schema is not None:
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True}}
+        fmt = response_format(request.json_schema, form)
+        if fmt is not None:
+            body["response_format"] = fmt
     return "/v1/chat/completions", {**body, "messages": list(request.messages)}
 
 
@@ -101,6 +134,10 @@ class _Endpoint:
         self.base_url = base_url
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
         self.in_flight = 0
+        self.form = JSON_SCHEMA  # the form of response_format this endpoint is sent
+        self.refused: list[str] = []  # the forms it refused, with the HTTP status
+        self.told = JSON_SCHEMA  # the form the user was last told it is sent
+        self.answered = False  # whether it ever answered (any HTTP reply, an error status too)
 
 
 class OpenAIBackend:
@@ -162,28 +199,62 @@ class OpenAIBackend:
             endpoint.in_flight -= 1
 
     async def _call(self, endpoint: _Endpoint, request: Request) -> Response:
-        route, body = request_body(request)
         where = endpoint.base_url or "the OpenAI API"
-        try:
-            if route == "/v1/chat/completions":
-                raw = await endpoint.client.chat.completions.create(**body)
-                choice = raw.choices[0]
-                text = choice.message.content
-            else:
-                raw = await endpoint.client.completions.create(**body)
-                choice = raw.choices[0]
-                text = choice.text
-            usage = raw.usage
-            if text is None:
-                raise TypeError("no text in the reply")
-            return Response(
-                text=text,
-                finish_reason=choice.finish_reason or "stop",
-                usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-                model=getattr(raw, "model", None) or request.model,
-            )
-        except (openai.APIError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-            raise api_error(err, where, request.model) from err
+        while True:  # at most once per form of response_format: each refusal moves the endpoint on
+            form = endpoint.form
+            route, body = request_body(request, form)
+            try:
+                if route == "/v1/chat/completions":
+                    raw = await endpoint.client.chat.completions.create(**body)
+                    endpoint.answered = True
+                    choice = raw.choices[0]
+                    text = choice.message.content
+                else:
+                    raw = await endpoint.client.completions.create(**body)
+                    endpoint.answered = True
+                    choice = raw.choices[0]
+                    text = choice.text
+                usage = raw.usage
+                if text is None:
+                    raise TypeError("no text in the reply")
+                if endpoint.told != endpoint.form:
+                    self._tell(endpoint, where)
+                return Response(
+                    text=text,
+                    finish_reason=choice.finish_reason or "stop",
+                    usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
+                    model=getattr(raw, "model", None) or request.model,
+                )
+            except openai.APIStatusError as err:
+                endpoint.answered = True
+                if "response_format" in body and refuses_format(err):
+                    self._fall_back(endpoint, form, err.status_code)
+                    continue
+                raise api_error(err, where, request.model) from err
+            except openai.APIConnectionError as err:
+                if not endpoint.answered and not isinstance(err, openai.APITimeoutError) and connection_refused(err):
+                    raise PermanentError(f"cannot connect to {where}: connection refused — is the server running?") from err
+                raise api_error(err, where, request.model) from err
+            except (openai.APIError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+                endpoint.answered = True  # a reply came, one that could not be read
+                raise api_error(err, where, request.model) from err
+
+    @staticmethod
+    def _fall_back(endpoint: _Endpoint, refused: int, status: int) -> None:
+        """The endpoint refused a form of response_format: it is sent the next one from now on
+        (requests refused the same form meanwhile just follow)."""
+        if endpoint.form == refused:
+            endpoint.refused.append(f"{FORM_NAMES[refused]} (HTTP {status})")
+            endpoint.form = refused + 1
+
+    @staticmethod
+    def _tell(endpoint: _Endpoint, where: str) -> None:
+        """Say once, when the endpoint first answers in a weaker form, what it refused and
+        what it is sent now (one line for all the steps it took)."""
+        endpoint.told = endpoint.form
+        then = ("replies are read as text" if endpoint.form == NO_FORMAT
+                else f"structured output is asked as {FORM_NAMES[endpoint.form]}")
+        warn(f"{where} does not take {', '.join(endpoint.refused)}: {then} from now on")
 
     async def aclose(self) -> None:
         if self.queue is not None:
@@ -217,6 +288,36 @@ def api_error(err: Exception, where: str, model: str | None = None) -> Exception
     if isinstance(err, openai.APIStatusError):
         return status_error(err.status_code, _short(err), where, parse_retry_after(err.response.headers), model)
     return TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed")
+
+
+def refuses_format(err: openai.APIStatusError) -> bool:
+    """Whether an HTTP error is the server refusing the request's response_format: an error
+    status (not a rate limit, a timeout, a key or a route) whose body names it."""
+    if err.status_code < 400 or err.status_code in (401, 403, 404, 408, 429):
+        return False
+    try:
+        body = json.dumps(err.body) if err.body is not None else ""
+    except (TypeError, ValueError):
+        body = str(err.body)
+    text = f"{getattr(err, 'message', '')} {body}".lower()
+    return any(name in text for name in ("response_format", "json_schema", "response format"))
+
+
+def connection_refused(err: BaseException) -> bool:
+    """Whether a connection error is the server's port refusing it (nothing listening there):
+    somewhere in its chain of causes, a ConnectionRefusedError or errno ECONNREFUSED."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [err]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError) or getattr(current, "errno", None) == errno.ECONNREFUSED:
+            return True
+        todo += [e for e in (current.__cause__, current.__context__, *current.args) if isinstance(e, BaseException)]
+        todo += [e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException)]  # an exception group
+    return False
 
 
 def _short(err: openai.APIStatusError) -> str:

@@ -5,7 +5,9 @@ counts what it receives, and can inject faults: 429 with Retry-After, 500, repli
 than the client's timeout, dropped connections and malformed bodies. It also runs the
 Batch API (/v1/files, /v1/batches): a batch ends after `batch_polls` looks at it unless
 `hold_batches` is set (`failing_polls` makes the next looks fail with 500), and `batch_line(body)` may give a line an HTTP status other than
-200, or None to leave it unanswered (the batch then ends "expired").
+200, or None to leave it unanswered (the batch then ends "expired"). `refuse_formats` names
+the types of response_format it refuses with a 500 whose body names response_format, as
+llama-cpp-python's server refuses json_schema; `stats.formats` counts the types it received.
 
 In a test:    with LoopbackServer(faults=FaultPlan(rates={"429": 0.2})) as server: ...server.url...
 Standalone:   python -m distill.testing.openai_server --latency 0.02   (prints its URL)
@@ -78,6 +80,8 @@ class ServerStats:
     batches_created: int = 0
     batch_lines: int = 0  # requests received in batches
     keys_seen: list = field(default_factory=list)  # the Authorization header of each chat/completions request
+    formats: Counter = field(default_factory=Counter)  # type of response_format received ("none": without one)
+    refused_formats: int = 0  # requests refused for their response_format
 
     @property
     def answered_total(self) -> int:
@@ -95,6 +99,7 @@ class LoopbackServer:
         usage_factor: float = 1.0,
         echo_headers: bool = False,
         status: Callable[[dict], int | None] | None = None,
+        refuse_formats: tuple[str, ...] = (),
     ):
         self.reply = reply
         self.latency = latency
@@ -103,6 +108,7 @@ class LoopbackServer:
         self.usage_factor = usage_factor
         self.echo_headers = echo_headers
         self.status = status  # a scripted HTTP status for a request body (None: answer it)
+        self.refuse_formats = tuple(refuse_formats)  # types of response_format answered with a 500
         self.batch_polls = 1
         self.hold_batches = False
         self.failing_polls = 0  # the next this many looks at a batch answer 500
@@ -244,7 +250,14 @@ class LoopbackServer:
             self.stats.attempts[key] += 1
             self._in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+            fmt = body.get("response_format")
+            fmt = fmt.get("type", "none") if isinstance(fmt, dict) else "none"
+            self.stats.formats[fmt] += 1
         try:
+            if fmt in self.refuse_formats:
+                with self._lock:
+                    self.stats.refused_formats += 1
+                return self._refuse_format(request, fmt)
             scripted = self.status(body) if self.status else None
             if scripted:
                 return self._error(request, f"scripted {scripted}", scripted)
@@ -263,6 +276,13 @@ class LoopbackServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _refuse_format(self, request: web.Request, fmt: str) -> web.Response:
+        """A 500 as llama-cpp-python's server gives for a response_format type it does not know."""
+        known = " or ".join(repr(t) for t in ("text", "json_schema", "json_object") if t not in self.refuse_formats)
+        detail = {"type": "literal_error", "loc": ("body", "response_format", "type"),
+                  "msg": f"Input should be {known or 'absent'}", "input": fmt}
+        return self._error(request, f"1 validation error:\n  {detail}", 500)
 
     async def _fault(self, kind: str, request: web.Request) -> web.StreamResponse:
         if kind == "429":
