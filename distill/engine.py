@@ -56,17 +56,8 @@ def execute(
     if config.export_only:
         return export_only(command, config, items, build, method)
     # Everything that can refuse the options comes before the run directory is touched.
-    backend_name = choose_backend(config)
-    specs = [parse_model_spec(m) if m else None for m in (models or [None])]
-    backend, kinds = route(config, [s for s in specs if s])
+    backend, backend_name, run_models, prices, ledger = prepare(config, models)
     try:
-        run_models = list(dict.fromkeys(s.model if s else backend.model_id() for s in specs))
-        kinds.setdefault(backend.model_id(), backend_name)
-        table = load_prices(config.prices)
-        prices: dict[str, Price | None] = {m: price_for(m, table) if kinds[m] == "openai" else FREE for m in run_models}
-        if config.batch_api:  # the Batch API costs half the price of direct calls
-            prices = {m: p.discounted(BATCH_DISCOUNT) if p else p for m, p in prices.items()}
-        ledger = Ledger(prices, config.max_cost_usd, config.max_tokens)
         run = RunDir.open(command, config)
     except BaseException:
         asyncio.run(backend.aclose())
@@ -124,6 +115,35 @@ def execute(
         return outcome
     finally:
         run.close()
+
+
+def prepare(config: EngineConfig, models: list[ModelSpec | str | None] | None = None):
+    """The run's backend (a Router when models live elsewhere), its name, the models asked,
+    their prices and the ledger: every check of the backends, models, prices and budget a
+    run makes before its first request. The caller closes the backend."""
+    backend_name = choose_backend(config)
+    specs = [parse_model_spec(m) if m else None for m in (models or [None])]
+    backend, kinds = route(config, [s for s in specs if s])
+    try:
+        run_models = list(dict.fromkeys(s.model if s else backend.model_id() for s in specs))
+        kinds.setdefault(backend.model_id(), backend_name)
+        table = load_prices(config.prices)
+        prices: dict[str, Price | None] = {m: price_for(m, table) if kinds[m] == "openai" else FREE for m in run_models}
+        if config.batch_api:  # the Batch API costs half the price of direct calls
+            prices = {m: p.discounted(BATCH_DISCOUNT) if p else p for m, p in prices.items()}
+        ledger = Ledger(prices, config.max_cost_usd, config.max_tokens)
+    except BaseException:
+        asyncio.run(backend.aclose())
+        raise
+    return backend, backend_name, run_models, prices, ledger
+
+
+def check(config: EngineConfig, models: list[ModelSpec | str | None] | None = None) -> None:
+    """What a run checks before it starts, for a dry run: backends made (a model loaded, a key
+    looked up) and closed again, prices and budget, the output folder; nothing is written."""
+    RunDir.check_path(config.output)
+    backend = prepare(config, models)[0]
+    asyncio.run(backend.aclose())
 
 
 def _write_run_stats(run: RunDir, command: str, backend_name: str, run_models: list[str], prices, cache: RequestCache,

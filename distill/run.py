@@ -164,14 +164,21 @@ class RunDir:
             _write_mark(path, {"created": False, "folders": []})
         return run
 
-    def _prepare(self, fresh: bool) -> None:
-        path = self.path
+    @classmethod
+    def check_path(cls, path: Path) -> None:
+        """The refusals of an output path, before anything is made there (for dry runs too)."""
+        path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"output path {path} is a file, not a directory")
+        if path.is_dir() and read_mark(path) is None and not cls(path, "")._earlier_run() and any(
+                p.name != LOCK for p in path.iterdir()):
+            raise ConfigError(f"output directory {path} is not empty and holds no distill run; choose another -o")
+
+    def _prepare(self, fresh: bool) -> None:
+        path = self.path
+        self.check_path(path)
         mark = read_mark(path)
         earlier = mark is None and self._earlier_run()
-        if path.is_dir() and mark is None and not earlier and any(p.name != LOCK for p in path.iterdir()):
-            raise ConfigError(f"output directory {path} is not empty and holds no distill run; choose another -o")
         claim(path)
         self._lock()
         if fresh:

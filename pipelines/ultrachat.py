@@ -438,5 +438,10 @@ def run(config: UltraChatConfig) -> Outcome:
         splits = {"train_sft": train, **({"test_sft": test} if test else {})}
         return Built([Config(DEFAULT_CONFIG, features, splits)], filters, notes)
 
-    models = [config.assistant_model, config.user_model or config.assistant_model]
-    return execute("generate ultrachat", config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, METHOD, models)
+    return execute("generate ultrachat", config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, METHOD,
+                   models_of(config))
+
+
+def models_of(config: UltraChatConfig) -> list:
+    """The models the run asks: the assistant and the simulated user."""
+    return [config.assistant_model, config.user_model or config.assistant_model]

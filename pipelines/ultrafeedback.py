@@ -439,13 +439,24 @@ def load_prompts(config: UltraFeedbackConfig) -> list[tuple[str, dict[str, Any]]
     return items
 
 
-def run(config: UltraFeedbackConfig) -> Outcome:
+def resolved(config: UltraFeedbackConfig) -> UltraFeedbackConfig:
+    """The config as it runs: on a backend that needs --model, the judge on it is that model."""
     from distill.backends import choose_backend
 
     if config.model is None and choose_backend(config) in ("openai", "vllm"):
         if config.judge is None or config.judge_spec().own_backend:
             raise ConfigError("name the judge on the run's backend: --judge MODEL (or --model)")
         config = config.model_copy(update={"model": config.judge.model})
+    return config
+
+
+def models_of(config: UltraFeedbackConfig) -> list:
+    """The models the run asks: the pool and the judge."""
+    return [*config.models, config.judge_spec()]
+
+
+def run(config: UltraFeedbackConfig) -> Outcome:
+    config = resolved(config)
     items = load_prompts(config)
 
     def make_work(client: Client):
@@ -454,8 +465,7 @@ def run(config: UltraFeedbackConfig) -> Outcome:
     def build(records: list[dict[str, Any]]) -> Built:
         return build_dataset(records, config)
 
-    judge = config.judge_spec()
-    return execute("rate ultrafeedback", config, items, make_work, build, METHOD, [*config.models, judge])
+    return execute("rate ultrafeedback", config, items, make_work, build, METHOD, models_of(config))
 
 
 def rebinarize(run_dir: Path, **changes: Any) -> Built:

@@ -136,7 +136,23 @@ def plan(config: ZephyrConfig) -> Plan:
         from distill.train.launch import check_installed
 
         check_installed(config.accelerate_config)
-    return Plan(ultrachat, filters, clean, ultrafeedback, training)
+    steps = Plan(ultrachat, filters, clean, ultrafeedback, training)
+    _check_generation(steps)
+    return steps
+
+
+def _check_generation(steps: Plan) -> None:
+    """The generation steps' backends and models, resolved as their runs resolve them (a GGUF
+    found and loaded, a key looked up, prices for a budget) and closed again; their folders."""
+    from distill.backends import check_models_have_a_place
+    from distill.engine import check
+    from distill.pipelines import ultrachat, ultrafeedback
+
+    uc = steps.ultrachat
+    check_models_have_a_place(uc, {"ultrachat.assistant_model": uc.assistant_model, "ultrachat.user_model": uc.user_model})
+    check(uc, ultrachat.models_of(uc))
+    uf = ultrafeedback.resolved(steps.ultrafeedback)
+    check(uf, ultrafeedback.models_of(uf))
 
 
 def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eval_split: str | None, model: str,

@@ -201,3 +201,20 @@ def test_fresh_never_deletes_a_training_output_distill_did_not_create(cli, tmp_p
     again = zephyr(cli, monkeypatch, out, *cpu_training(base_model), "--stop-after", "sft", "--fresh")
     assert again.code == 0, again.err
     assert "train_loss" in json.loads((out / "sft" / "train_metrics.json").read_text())
+
+
+def test_a_dry_run_resolves_backends_and_models_as_the_run_does(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # No --backend and no endpoint: the embedded llama.cpp backend, which has no model gpt-4o.
+    result = cli("zephyr", "--model", "gpt-4o", "--pool", "a,b", "--stop-after", "data", "--dry-run", "-o", tmp_path / "z")
+    assert_one_line_error(result, "gpt-4o")
+    # On the openai backend, the key is looked up by the dry run too.
+    result = cli("zephyr", "--backend", "openai", "--model", "gpt-4o", "--pool", "a,b", "--stop-after", "data",
+                 "--dry-run", "-o", tmp_path / "z")
+    assert_one_line_error(result, "OPENAI_API_KEY")
+    # A budget needs prices for every model the steps ask, dry run or not.
+    result = cli("zephyr", "--backend", "openai", "--model", "gpt-4o", "--pool", "a,b", "--stop-after", "data",
+                 "--max-cost-usd", "5", "--dry-run", "-o", tmp_path / "z", env={"OPENAI_API_KEY": "k"})
+    assert_one_line_error(result, "--max-cost-usd needs a price for")
+    assert not (tmp_path / "z").exists()
