@@ -52,13 +52,13 @@ def load_prices(extra_file: str | Path | None = None) -> dict[str, Price]:
     prices = _read_prices(resources.files("distill").joinpath("prices.yaml").read_text(), "built-in")
     for path in (os.environ.get("DISTILL_PRICES"), extra_file):
         if path:
+            from distill.config import read_text_file
+
+            text = read_text_file(Path(path), "price table")
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as err:
-                raise ConfigError(f"cannot read price table {path}: {err.strerror}") from None
-            except UnicodeDecodeError:
-                raise ConfigError(f"price table {path} is not a UTF-8 text file") from None
-            prices.update(_read_prices(text, str(path)))
+                prices.update(_read_prices(text, str(path)))
+            except RecursionError:
+                raise ConfigError(f"price table {path} is nested too deeply to be a price table") from None
     return prices
 
 

@@ -16,8 +16,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-from distill.errors import write_error
+from distill.errors import DistillError, write_error
 from distill.request import Request, Response, Usage
+
+
+# The columns distill reads from each table (a newer version may add more).
+COLUMNS = {
+    "responses": ("key", "request", "response", "created"),
+    "charges": ("key", "model", "prompt_tokens", "completion_tokens", "reason", "created"),
+}
 
 
 class RequestCache:
@@ -25,6 +32,15 @@ class RequestCache:
         self.path = Path(path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Read before anything is written: a damaged file, or another program's database, is left as it is.
+            found = {table: {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")} for table in COLUMNS}
+        except sqlite3.Error as err:
+            self.close()
+            raise write_error(err, self.path) from None
+        if any(found[table] and not set(columns) <= found[table] for table, columns in COLUMNS.items()):
+            self.close()
+            raise self.damaged("its tables are not those of distill's request cache")
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
@@ -38,6 +54,7 @@ class RequestCache:
             )
             self._db.execute("SELECT COUNT(*) FROM responses").fetchone()  # a damaged file fails here, not later
         except sqlite3.Error as err:
+            self.close()
             raise write_error(err, self.path) from None
 
     def get(self, key: str) -> Response | None:
@@ -47,7 +64,15 @@ class RequestCache:
             raise write_error(err, self.path) from None
         if row is None:
             return None
-        return Response.from_dict(json.loads(row[0]), cached=True)
+        try:
+            return Response.from_dict(json.loads(row[0]), cached=True)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise self.damaged("an entry that is not a response") from None
+
+    def damaged(self, what: str) -> DistillError:
+        """The one-line error for a cache file that is damaged, with the ways out."""
+        return DistillError(f"{self.path} is damaged ({what}): move it away and run the same command again to redo "
+                            "only the items that records.jsonl does not hold, or start over with --fresh")
 
     def put(self, key: str, request: Request, response: Response) -> None:
         self._write(
@@ -86,10 +111,17 @@ class RequestCache:
         return usage
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        try:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
 
     def close(self) -> None:
         try:
-            self._db.close()
+            db = self._db
+        except AttributeError:  # the connection was never made
+            return
+        try:
+            db.close()
         except sqlite3.Error:
             pass

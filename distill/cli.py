@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug: say so in one line; DISTILL_DEBUG=1 shows the traceback
         if os.environ.get("DISTILL_DEBUG"):
             raise
+        if isinstance(err, OSError) and err.errno is not None:  # the user's disk, permissions or network: not a bug
+            _error(f"{str(err.filename) + ': ' if err.filename else ''}{err.strerror or err}")
+            sys.exit(1)
         _error(f"internal error: {type(err).__name__}: {err} (set DISTILL_DEBUG=1 for a traceback, and please report it)")
         sys.exit(1)
     finally:

@@ -53,7 +53,7 @@ class EngineConfig(BaseModel):
     seed: int = 0
     quiet: bool = False
     # The export: a seeded test split (a fraction of the prompts, or a count), JSON Lines too.
-    test_size: float | None = Field(None, gt=0)
+    test_size: float | None = Field(None, gt=0, allow_inf_nan=False)
     format: Literal["parquet", "jsonl"] = "parquet"
     # The provider's Batch API (openai backend): cheaper, answered within a day.
     batch_api: bool = False
@@ -95,9 +95,46 @@ class EngineConfig(BaseModel):
         """Requests the client lets out at once; with the Batch API, as many as a batch may hold."""
         return max(self.concurrency, BATCH_IN_FLIGHT) if self.batch_api else self.concurrency
 
+    # Options naming a file the run's plan is drawn from (topics, seeds, role lists): its
+    # content is part of the identity, so a resume after it changed is refused, not mixed.
+    PLAN_FILES: ClassVar[tuple[str, ...]] = ()
+
     def identity(self) -> dict[str, Any]:
         """The part of the config that decides what the run produces."""
-        return self.model_dump(mode="json", exclude=set(self.RUNTIME_KEYS))
+        values = self.model_dump(mode="json", exclude=set(self.RUNTIME_KEYS))
+        digests = {name: content_digest(getattr(self, name)) for name in self.PLAN_FILES if getattr(self, name)}
+        if digests:
+            values[PLAN_DIGESTS] = digests
+        return values
+
+
+PLAN_DIGESTS = "plan_files_sha256"  # the key of the plan files' digests in a stored config
+
+
+def content_digest(source: str) -> str | None:
+    """The sha256 of a local file's bytes (of every file under a folder, with their names);
+    None for a Hub id, whose --revision says which content it is."""
+    import hashlib
+
+    path = Path(source).expanduser()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(path).as_posix().encode() if file != path else b"")
+        try:
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return None  # unreadable: the read that needs it says why
+    return digest.hexdigest()
+
+
+def stored_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config's options, to validate again (its command and digests are not options)."""
+    return {k: v for k, v in stored.items() if k not in ("command", PLAN_DIGESTS)}
 
 
 class InputConfig(BaseModel):
@@ -143,21 +180,40 @@ for _tag, _pattern, _first in (
 
 
 def load_yaml(text: str) -> Any:
-    """A user's YAML (config files, KEY=VALUE overrides), read as YAML 1.2."""
-    return yaml.load(text, Loader=_Yaml12Loader)
-
-
-def read_yaml_config(path: Path) -> dict[str, Any]:
+    """A user's YAML (config files, KEY=VALUE overrides), read as YAML 1.2. Nesting too deep
+    for the parser (`[[[[...`) is a yaml.YAMLError like any other unreadable YAML."""
     try:
-        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=_Yaml12Loader)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+
+
+def read_text_file(path: Path, what: str, error: type[Exception] = ConfigError) -> str:
+    """A file the user named, as UTF-8 text (a leading byte-order mark dropped), or `error`
+    with one line: it is missing, a directory, unreadable, or not text (with the line)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
     except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+        raise error(f"cannot read {what} {path}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start + len(data) - len(err.object)  # utf-8-sig counts past the BOM it dropped
+        line = data[:start].count(b"\n") + 1
+        raise error(f"{what} {path} is not UTF-8 text (line {line})") from None
+
+
+def read_yaml_config(path: Path, what: str = "config") -> dict[str, Any]:
+    text = read_text_file(path, what)
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {' '.join(str(err).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping of option names to values")
+        raise ConfigError(f"{what} {path} must be a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 

@@ -22,7 +22,7 @@ from distill.backends.router import ModelSpec, parse_model_spec
 from distill.cache import RequestCache
 from distill.card import Method, public_input, public_value, render_card
 from distill.client import Client, RetryPolicy
-from distill.config import EngineConfig
+from distill.config import PLAN_DIGESTS, EngineConfig
 from distill.errors import DistillError, StoppedEarly
 from distill.export import Built, Config, write_configs
 from distill.progress import Progress
@@ -277,7 +277,7 @@ def card_settings(config: EngineConfig, models: list[str]) -> dict[str, Any]:
     """What the card says about how the data was made: no secret, no local path, no endpoint."""
     settings: dict[str, Any] = {"backend": choose_backend(config), "model": ", ".join(models)}
     for key, value in config.identity().items():
-        if key in ("backend", "model", "column_map") or value is None or value is False or value in ([], {}, ""):
+        if key in ("backend", "model", "column_map", PLAN_DIGESTS) or value is None or value is False or value in ([], {}, ""):
             continue
         settings[key] = public_value(value)
     return settings

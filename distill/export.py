@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from distill.errors import ConfigError, InputError
+from distill.errors import ConfigError, InputError, write_error
 
 DEFAULT_CONFIG = "default"
 MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub
@@ -66,6 +66,8 @@ def train_test_split(
     """
     if not test_size:
         return rows, []
+    if not math.isfinite(test_size):
+        raise ConfigError(f"--test-size is a fraction (<1) or a number of prompts, not {test_size:g}")
     keys = sorted({row[group] for row in rows})
     random.Random(seed).shuffle(keys)
     count = round(test_size * len(keys)) if test_size < 1 else int(test_size)
@@ -97,15 +99,40 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, st
     datasets.disable_progress_bars()  # distill has its own progress display
     run_path = Path(run_path)
     staging = run_path / ".export"
-    shutil.rmtree(staging, ignore_errors=True)
     for config in configs:  # every name is checked before anything is written
         check_name(config.name, "config")
         for split in config.splits:
             check_name(split, "split")
+    target = staging
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        written = _write_staged(staging, configs, jsonl)
+        # Swap the new export in; the records and the cache stay the source of truth.
+        stale = {name for name in stale if isinstance(name, str) and CONFIG_NAME.match(name) and ".." not in name}
+        for folder in {c.folder for c in configs} | {"data", "jsonl"} | stale:
+            target = run_path / folder
+            shutil.rmtree(target, ignore_errors=True)
+            if (staging / folder).exists():
+                os.replace(staging / folder, target)
+    except OSError as err:  # no space, no permission: one line; the older export stays (until the swap)
+        raise write_error(err, getattr(err, "filename", None) or target) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # a half-written export only takes space
+    return written
+
+
+def _write_staged(staging: Path, configs: list[Config], jsonl: bool) -> list[Written]:
+    """Every config's splits written under `staging`, as they will be in the run directory."""
+    import datasets
+    import pyarrow as pa
+
     written: list[Written] = []
     for config in configs:
         for split, rows in config.splits.items():
-            ds = datasets.Dataset.from_list(rows, features=config.features)
+            try:
+                ds = datasets.Dataset.from_list(rows, features=config.features)
+            except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
+                raise InputError(f"cannot write {_which(config, split)} as one table: {_unstorable(rows, err)}") from None
             config.features = ds.features
             shards = max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES))
             entry = Written(config.name, split, len(rows))
@@ -113,7 +140,12 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, st
                 name = f"{config.folder}/{split}-{index:05d}-of-{shards:05d}.parquet"
                 target = staging / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                ds.shard(shards, index, contiguous=True).to_parquet(str(target))
+                try:
+                    ds.shard(shards, index, contiguous=True).to_parquet(str(target))
+                except OSError as err:
+                    raise write_error(err, target) from None
+                except (pa.ArrowException, ValueError, TypeError) as err:
+                    raise InputError(f"cannot write {_which(config, split)} as parquet: {_unstorable(rows, err)}") from None
                 entry.files.append(name)
                 entry.bytes += target.stat().st_size
             if jsonl:
@@ -123,14 +155,29 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, st
                     for row in ds:
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
             written.append(entry)
-    # Swap the new export in; the records and the cache stay the source of truth.
-    stale = {name for name in stale if isinstance(name, str) and CONFIG_NAME.match(name) and ".." not in name}
-    for folder in {c.folder for c in configs} | {"data", "jsonl"} | stale:
-        shutil.rmtree(run_path / folder, ignore_errors=True)
-        if (staging / folder).exists():
-            os.replace(staging / folder, run_path / folder)
-    shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def _which(config: Config, split: str) -> str:
+    return f"the {split} split" + ("" if config.name == DEFAULT_CONFIG else f" of the {config.name} config")
+
+
+def _unstorable(rows: list[dict[str, Any]], err: BaseException) -> str:
+    """Why rows cannot be one table, naming the first column whose values do not fit one type
+    (an int here and a string there, a number past 64 bits, an empty object)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reason = " ".join(str(err).split())[:200]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        try:
+            table = pa.table({str(column): pa.array(values)})
+            pq.write_table(table, pa.BufferOutputStream())
+        except Exception as column_err:  # noqa: BLE001 - any library error names the column
+            return f"column {column!r} ({' '.join(str(column_err).split())[:200]})"
+    return reason
 
 
 def card_configs(configs: list[Config]) -> list[dict[str, Any]]:

@@ -14,18 +14,31 @@ from typing import Any
 
 import yaml
 
+from distill import secrets
 from distill.card import for_hub
 from distill.errors import ConfigError, DistillError
 from distill.run import write_atomic
 
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# The Hub's rules for each half of org/name: letters, digits, '-', '_' and '.', not starting or
+# ending with '-' or '.', no '--' or '..', at most 96 characters; a name may not end in .git.
+REPO_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+MAX_REPO_PART = 96
 
 
 def card_header(card: str) -> dict[str, Any]:
+    """The YAML header of a dataset card ({} when there is none); a ValueError when it cannot be read."""
     if not card.startswith("---\n"):
         return {}
     head = card[4:].split("\n---\n", 1)[0]
-    return yaml.safe_load(head) or {}
+    try:
+        header = yaml.safe_load(head)
+    except (yaml.YAMLError, RecursionError) as err:
+        raise ValueError(f"its YAML header is not valid YAML ({' '.join(str(err).split())[:200]})") from None
+    if header is None:
+        return {}
+    if not isinstance(header, dict):
+        raise ValueError("its YAML header is not a mapping")
+    return header
 
 
 def dataset_files(run_path: Path) -> list[str]:
@@ -38,7 +51,18 @@ def dataset_files(run_path: Path) -> list[str]:
     if not card.is_file():
         raise DistillError(f"{run_path} has no final dataset (no README.md): finish the run first")
     files = ["README.md"]
-    for config in card_header(card.read_text(encoding="utf-8")).get("configs", []):
+    try:
+        header = card_header(card.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise DistillError(f"cannot read {card}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise DistillError(f"{card} is not UTF-8 text: re-run the command to export again") from None
+    except ValueError as err:
+        raise DistillError(f"{card}: {err}: re-run the command to export again") from None
+    configs = header.get("configs") or []
+    if not isinstance(configs, list):
+        raise DistillError(f"{card}: its `configs:` is not a list: re-run the command to export again")
+    for config in configs:
         for entry in config.get("data_files", []) if isinstance(config, dict) else []:
             pattern = str(entry.get("path", "")) if isinstance(entry, dict) else ""
             folder, _, name = pattern.partition("/")
@@ -56,8 +80,25 @@ def dataset_files(run_path: Path) -> list[str]:
 
 
 def check_repo_id(repo_id: str, flag: str) -> None:
-    if not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id:
+    """Refuse, before anything is written or sent, a repository id the Hub would refuse."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if len(parts) != 2:
         raise ConfigError(f"{flag} must look like org/name, not {repo_id!r}")
+    for part in parts:
+        why = None
+        if not part:
+            why = "an empty part"
+        elif len(part) > MAX_REPO_PART:
+            why = f"{part[:20]}... is longer than {MAX_REPO_PART} characters"
+        elif not REPO_PART.match(part):
+            why = (f"{part!r} may hold only letters, digits, '-', '_' and '.', and may not start or end "
+                   "with '-' or '.'")
+        elif "--" in part or ".." in part:
+            why = f"{part!r} holds '--' or '..'"
+        if why:
+            raise ConfigError(f"{flag} must look like org/name, not {repo_id!r}: {why}")
+    if parts[1].lower().endswith(".git"):
+        raise ConfigError(f"{flag} must look like org/name, not {repo_id!r}: the Hub refuses names ending in .git")
 
 
 def hub_api():
@@ -67,6 +108,7 @@ def hub_api():
     token = get_token()
     if not token:
         raise ConfigError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    secrets.register(token)  # from a login file too: redacted wherever an error would carry it
     return HfApi(token=token)
 
 
@@ -79,12 +121,53 @@ def upload(api, repo_id: str, repo_type: str, folder: Path, private: bool = Fals
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, revision=revision,
                           commit_message=f"Upload a {repo_type} made with distill", **patterns)
-    except OSError as err:  # HfHubHTTPError and connection errors are OSErrors
+    except _hub_errors() as err:
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status in (401, 403):
             raise DistillError(f"the Hub refused the token for {repo_id} (HTTP {status})") from None
-        raise DistillError(f"push to {repo_id} failed: {' '.join(str(err).split())[:300]}") from None
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        unanswered = isinstance(err, (ConnectionError, TimeoutError)) or not isinstance(err, (OSError, ValueError))
+        if status is None and unanswered:  # no answer at all: the network, or the endpoint (HF_ENDPOINT)
+            raise DistillError(f"push to {repo_id} failed: cannot reach the Hub at {_endpoint()}: {reason}") from None
+        raise DistillError(f"push to {repo_id} failed: {reason}") from None
     return str(url)
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What an upload raises when the Hub, the network or the endpoint fails: HfHubHTTPError is an
+    OSError, but a connection refused or a timeout is an error of the HTTP library huggingface_hub
+    is built on (httpx's, or its fork's), which is no OSError; a repository id or revision the Hub's
+    client refuses is an HFValidationError (a ValueError)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from huggingface_hub.errors import HFValidationError
+
+        errors.append(HFValidationError)
+    except ImportError:
+        pass
+    for name in ("httpx2", "httpx", "requests"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for attr in ("HTTPError", "InvalidURL", "RequestException"):
+            error = getattr(module, attr, None)
+            if isinstance(error, type) and issubclass(error, Exception):
+                errors.append(error)
+    return tuple(errors)
+
+
+def _endpoint() -> str:
+    """The Hub endpoint in use (HF_ENDPOINT), without any credentials in its URL."""
+    try:
+        from huggingface_hub import constants
+
+        endpoint = str(constants.ENDPOINT)
+    except (ImportError, AttributeError):
+        return "the configured endpoint"
+    return re.sub(r"//[^/@]*@", "//", endpoint)
 
 
 def push_run(run_path: Path, repo_id: str, private: bool = False, revision: str | None = None, api=None) -> str:
@@ -96,8 +179,19 @@ def push_run(run_path: Path, repo_id: str, private: bool = False, revision: str 
     api = api or hub_api()
     # The card's loading snippet names the repository once it is known.
     card_path = run_path / "README.md"
-    write_atomic(card_path, for_hub(card_path.read_text(encoding="utf-8"), repo_id))
-    return upload(api, repo_id, "dataset", run_path, private=private, revision=revision, allow_patterns=patterns)
+    card = card_path.read_text(encoding="utf-8")
+    hub_card = for_hub(card, repo_id)
+    if hub_card != card:
+        write_atomic(card_path, hub_card)
+    try:
+        return upload(api, repo_id, "dataset", run_path, private=private, revision=revision, allow_patterns=patterns)
+    except BaseException:
+        if hub_card != card:  # a push that failed leaves the run as it was
+            try:
+                write_atomic(card_path, card)
+            except DistillError:
+                pass
+        raise
 
 
 # What a training output_dir holds beside the model: resumable state, not for the Hub.

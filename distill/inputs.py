@@ -24,18 +24,23 @@ def load_rows(source: str, split: str | None = None, subset: str | None = None, 
     """The rows of one split (by default train, else train_sft, train_prefs, else the first)."""
     if _is_hub_id(source):
         return _read_hub(source, split or "train", subset, revision)
-    return pick_split(load_splits(source), source, split)
+    return pick_split(load_splits(source, subset, revision), source, split)
 
 
 def load_splits(source: str, subset: str | None = None, revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every split of an input; a single file is one split, "train"."""
     path = Path(source)
+    if (path.is_file() or path.is_dir()) and revision is not None:
+        raise InputError(f"--revision names a version of a Hub dataset; {source} is a local "
+                         f"{'file' if path.is_file() else 'directory'}")
     if path.is_file():
         if subset is not None:
             raise InputError(f"--subset names a config of a Hub dataset or a run directory; {source} is a file")
         return {"train": _read_file(path)}
     if path.is_dir():
         return _read_dir(path, subset)
+    if path.exists():  # a FIFO, a socket, a device: reading one could block or never end
+        raise InputError(f"input {source} is not a regular file or a directory")
     if _is_hub_id(source):
         return _read_hub(source, None, subset, revision)
     raise InputError(f"input {source} does not exist (expected a file, a directory or a Hub dataset id org/name)")
@@ -90,7 +95,10 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _text(path: Path) -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from None
     try:
         return data.decode("utf-8-sig")  # a leading byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as err:
@@ -108,9 +116,64 @@ def _lines(text: str) -> list[str]:
 
 def _json(path: Path, text: str) -> Any:
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply at line {_too_deep_line(text)}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        bad = _lone_surrogate(data)
+        if bad is not None:
+            line = _escape_line(text, bad)
+            raise InputError(f"{path}: line {line} holds {_describe_surrogate(bad)}") from None
+    return data
+
+
+# json.loads turns an escape like \ud800 without its pair into a lone surrogate: a str that
+# no file, terminal or tokenizer can encode. Only text holding such an escape can hold one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_DEEP = 200  # nesting no dataset row reaches: where a text too deep to parse is pointed at
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in a parsed JSON value (keys included), or None."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.object[err.start]
+    except (RecursionError, ValueError):
+        return None
+    return None
+
+
+def _describe_surrogate(char: str) -> str:
+    return (f"the escape \\u{ord(char):04x}, half of a UTF-16 surrogate pair without its other half: "
+            "not a character (fix or drop the row)")
+
+
+def _escape_line(text: str, char: str) -> int:
+    """The line of the first escape of `char` that is not half of a pair."""
+    escape = rf"\\u{ord(char):04x}"
+    lone = (rf"{escape}(?!\\u[dD][c-fC-F])" if ord(char) < 0xDC00
+            else rf"(?<!\\u[dD][89abAB][0-9a-fA-F]{{2}}){escape}")
+    found = re.search(lone, text, flags=re.IGNORECASE)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
+
+
+def _too_deep_line(text: str) -> int:
+    """The line where JSON text nests deeper than Python can parse (strings skipped)."""
+    depth, line = 0, 1
+    for token in re.finditer(r'"(?:[^"\\\n]|\\.)*"|[\[\]{}\n]', text):
+        kind = token.group()
+        if kind == "\n":
+            line += 1
+        elif kind in "[{":
+            depth += 1
+            if depth > _DEEP:
+                return line
+        elif kind in "]}":
+            depth -= 1
+    return line
 
 
 def _read_jsonl(path: Path, torn_tail_ok: bool = False) -> list[dict[str, Any]]:
@@ -126,8 +189,14 @@ def _read_jsonl(path: Path, torn_tail_ok: bool = False) -> list[dict[str, Any]]:
             if torn_tail_ok and number == len(lines) and not text.endswith("\n"):
                 break  # a run killed mid-append: its resume cuts this line off too (RecordLog)
             raise InputError(f"{path}: line {number} is not valid JSON: {err.msg}") from None
+        except RecursionError:
+            raise InputError(f"{path}: line {number} is JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise InputError(f"{path}: line {number} is not a JSON object")
+        if _SURROGATE_ESCAPE.search(line):
+            bad = _lone_surrogate(row)
+            if bad is not None:
+                raise InputError(f"{path}: line {number} holds {_describe_surrogate(bad)}")
         rows.append(row)
     return rows
 
@@ -141,10 +210,23 @@ def _read_table(paths: list[Path], kind: str) -> list[dict[str, Any]]:
     for path in paths:
         try:
             table = pyarrow.parquet.read_table(path) if kind == "parquet" else pyarrow.csv.read_csv(path)
+            if kind == "csv":  # arrow reads a column that is not UTF-8 as bytes
+                binary = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+                if binary:
+                    raise InputError(f"{path}: column {binary[0]!r} is not UTF-8 text")
+            rows.extend(table.to_pylist())
+        except UnicodeDecodeError as err:  # a string column holding bytes that are not UTF-8
+            raise InputError(f"{path}: a text column holds bytes that are not UTF-8 ({err.reason})") from None
         except (pa.ArrowException, OSError) as err:
-            raise InputError(f"{path}: cannot read as {kind}: {' '.join(str(err).split())[:200]}") from None
-        rows.extend(table.to_pylist())
+            raise InputError(f"{path}: cannot read as {kind}: {_printable(err)}") from None
     return rows
+
+
+def _printable(err: BaseException, limit: int = 200) -> str:
+    """An error message from a library, on one line, without the control characters of the
+    binary file it may quote (they could drive the terminal)."""
+    text = " ".join(str(err).split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]
 
 
 def _read_dir(path: Path, subset: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -166,11 +248,13 @@ def _read_dir(path: Path, subset: str | None = None) -> dict[str, list[dict[str,
 
     try:
         loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            return {name: ds.to_list() for name, ds in loaded.items()}
+        return {"train": loaded.to_list()}
     except FileNotFoundError:
         raise InputError(f"{path}: a directory with no dataset in it") from None
-    if isinstance(loaded, datasets.DatasetDict):
-        return {name: ds.to_list() for name, ds in loaded.items()}
-    return {"train": loaded.to_list()}
+    except Exception as err:  # a damaged save: its JSON, its arrow files (many libraries' errors)
+        raise InputError(f"{path}: cannot read the saved dataset: {type(err).__name__}: {_printable(err)}") from None
 
 
 def _read_hub(name: str, split: str | None, subset: str | None, revision: str | None):
@@ -180,7 +264,7 @@ def _read_hub(name: str, split: str | None, subset: str | None, revision: str | 
     try:
         loaded = datasets.load_dataset(name, subset, split=split, revision=revision)
     except Exception as err:  # offline, unknown repo, unknown split: all end the same way
-        raise InputError(f"cannot load Hub dataset {name}: {' '.join(str(err).split())[:300]}") from None
+        raise InputError(f"cannot load Hub dataset {name}: {_printable(err, 300)}") from None
     if split is None:
         return {key: ds.to_list() for key, ds in loaded.items()}
     return loaded.to_list()
@@ -218,7 +302,7 @@ def select(rows: list[dict[str, Any]], source: str, limit: int | None = None, sh
 def pick_column(rows: list[dict[str, Any]], source: str, column: str | None, candidates: tuple[str, ...]) -> str:
     if not rows:
         raise InputError(f"input {source} is empty")
-    present = list(rows[0])
+    present = list(rows[0]) or ["none"]
     if column is not None:
         if column not in rows[0]:
             raise InputError(f"input {source} has no column {column!r} (columns: {', '.join(present)})")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from distill.config import validate_config
+from distill.config import stored_settings, validate_config
 from distill.errors import ConfigError, DistillError
 from distill.run import CACHE, CONFIG, FAILED, RECORDS, STATS, RecordLog, claim, write_atomic
 
@@ -33,7 +33,38 @@ def _read_config(run: Path) -> dict[str, Any]:
     path = Path(run) / CONFIG
     if not path.is_file():
         raise ConfigError(f"{run} is not a distill run (no {CONFIG})")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        raise ConfigError(f"{path} is unreadable: is {run} a shard of a distill run?") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not the config of a distill run")
+    return config
+
+
+def _check_cache(run: Path) -> None:
+    """A shard's cache must be readable before anything is merged (it is opened read-only)."""
+    path = Path(run) / CACHE
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT COUNT(*) FROM responses").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as err:
+        raise ConfigError(f"{path} is damaged ({err}): run that shard again with --fresh, or move its cache away and "
+                          "run it again, then merge") from None
+
+
+def _shard_stats(run: Path) -> dict[str, Any]:
+    path = Path(run) / STATS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        raise ConfigError(f"{path} is unreadable: run that shard again (it resumes) to write it anew, then merge") from None
+    return data if isinstance(data, dict) else {}
 
 
 def check_shards(runs: list[Path]) -> tuple[str, dict[str, Any]]:
@@ -54,7 +85,10 @@ def check_shards(runs: list[Path]) -> tuple[str, dict[str, Any]]:
         shard = config.get("shard")
         if not shard:
             raise ConfigError(f"{run} is not a shard (it was run without --shard K/N)")
-        k, n = map(int, shard.split("/"))
+        try:
+            k, n = map(int, str(shard).split("/"))
+        except ValueError:
+            raise ConfigError(f"{run} names its shard {shard!r}, not K/N") from None
         if total not in (None, n):
             raise ConfigError(f"{run} is shard {shard}, but another run was split into {total}")
         total = n
@@ -65,6 +99,9 @@ def check_shards(runs: list[Path]) -> tuple[str, dict[str, Any]]:
         changed = sorted(key for key in set(first) | set(mine) if first.get(key) != mine.get(key))
         if changed:
             raise ConfigError(f"{run} was run with other settings than {runs[0]} ({changed[0]})")
+    for run in runs:  # everything the merge will read, readable before anything is written
+        _check_cache(run)
+        _shard_stats(run)
     missing = sorted(set(range(total)) - set(seen))
     if missing:
         raise ConfigError(f"shard {missing[0]}/{total} is missing: give the run directories of all {total} shards")
@@ -101,7 +138,7 @@ def _merge_logs(out: Path, runs: list[Path], name: str) -> None:
 
 
 def _merged_stats(command: str, runs: list[Path]) -> dict[str, Any]:
-    shards = [json.loads((run / STATS).read_text()) if (run / STATS).is_file() else {} for run in runs]
+    shards = [_shard_stats(run) for run in runs]
     tokens = {kind: sum(s.get("tokens", {}).get(kind, 0) for s in shards) for kind in ("prompt", "completion", "total")}
     costs = [s.get("cost_usd") for s in shards]
     return {
@@ -123,7 +160,7 @@ def merge(runs: list[Path], out: Path):
         raise ConfigError(f"output directory {out} is not empty; choose a new -o")
     module, name = SHARDABLE[command]
     pipeline = importlib.import_module(f"distill.pipelines.{module}")
-    settings = {k: v for k, v in stored.items() if k != "command"}
+    settings = stored_settings(stored)
     config = validate_config(getattr(pipeline, name), {**settings, "output": out, "shard": None, "export_only": True})
     claim(out)
     write_atomic(out / CONFIG, yaml.safe_dump({"command": command, **config.model_dump(mode="json", exclude={"fresh", "export_only"})},

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from distill.config import PLAN_DIGESTS
 from distill.errors import ConfigError, write_error
 from distill.secrets import redact_all
 
@@ -71,7 +72,7 @@ def read_mark(path: Path) -> dict[str, Any] | None:
     """The folder's mark, or None if distill did not mark it."""
     try:
         mark = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return mark if isinstance(mark, dict) else None
 
@@ -170,6 +171,9 @@ class RunDir:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"output path {path} is a file, not a directory")
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if above is not None:
+            raise ConfigError(f"output path {path} is inside {above}, which is a file, not a directory")
         if path.is_dir() and read_mark(path) is None and not cls(path, "")._earlier_run() and any(
                 p.name != LOCK for p in path.iterdir()):
             raise ConfigError(f"output directory {path} is not empty and holds no distill run; choose another -o")
@@ -227,7 +231,7 @@ class RunDir:
             return None
         try:
             stored = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
             raise ConfigError(f"{path} is unreadable; use --fresh to start over") from None
         return stored if isinstance(stored, dict) else {}
 
@@ -240,6 +244,7 @@ class RunDir:
                 f"{self.path} holds a run of '{stored.get('command')}', not '{self.command}'; use another -o or --fresh"
             )
         mine = self.config.identity()
+        digests = mine.pop(PLAN_DIGESTS, {})
         theirs = {k: self._as_now(k, stored.get(k)) for k in mine}
         changed = [k for k in mine if mine[k] != theirs[k]]
         if changed:
@@ -248,6 +253,11 @@ class RunDir:
                 f"{self.path} holds a run with {k}={theirs[k]!r}, not {mine[k]!r}; "
                 "re-run with the same settings to resume, or pass --fresh to start over"
             )
+        earlier = stored.get(PLAN_DIGESTS) or {}
+        for name, digest in digests.items():
+            if name in earlier and earlier[name] != digest:  # (runs from before digests were kept have none)
+                raise ConfigError(f"the content of --{name.replace('_', '-')} {getattr(self.config, name)} changed since "
+                                  f"{self.path} was started; restore it to resume, or pass --fresh to start over")
 
     def _as_now(self, key: str, value: Any) -> Any:
         """A stored setting as this version writes it (a model spec stored as a string, say)."""
@@ -259,6 +269,9 @@ class RunDir:
 
     def save_config(self) -> None:
         stored = {"command": self.command, **self.config.model_dump(mode="json", exclude={"fresh", "export_only"})}
+        digests = self.config.identity().get(PLAN_DIGESTS)
+        if digests:
+            stored[PLAN_DIGESTS] = digests
         write_atomic(self.path / CONFIG, yaml.safe_dump(stored, sort_keys=False, allow_unicode=True))
 
     @property
@@ -275,7 +288,7 @@ class RunDir:
         path = self.path / STATS
         try:
             stats = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         return stats if isinstance(stats, dict) else {}
 
@@ -287,6 +300,12 @@ class RunDir:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder if distill made it and it holds nothing but the mark and the lock."""
+        mark = read_mark(self.path)
+        if mark and mark.get("created") and {p.name for p in self.path.iterdir()} <= {MARKER, LOCK}:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 class RecordLog:

@@ -239,7 +239,7 @@ def _run_stats(path) -> dict | None:
         return None
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise InputError(f"{file}: unreadable: {err}") from None
     if not isinstance(data, dict):
         raise InputError(f"{file}: expected a JSON object")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distill.errors import InputError
+from distill.errors import ConfigError, InputError
 from distill.filters import quality
 from distill.filters.text import DEFAULT_ROLES, texts
 
@@ -149,10 +149,9 @@ def decide(name: str, spec: FilterSpec, rows: list[dict[str, Any]], labels: list
 
 
 def _read_words(path: Path) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InputError(f"cannot read blocklist {path}: {err.strerror}") from None
+    from distill.config import read_text_file
+
+    lines = read_text_file(Path(path), "blocklist", InputError).splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -204,15 +203,24 @@ def filter_dataset(source: str, plan: FilterFile, out: Path, subset: str | None 
             raise InputError(f"input {source} is empty")
         kept, removed, counts = run_filters(splits, plan, source)
         write_output(run, source, kept, removed, counts, plan)
-    finally:
+    except BaseException:
         run.close()
+        run.discard_if_empty()  # a folder made for an output that never came
+        raise
+    run.close()
     return counts
 
 
 def read_plan(path: Path) -> FilterFile:
     from distill.config import read_yaml_config, validate_config
 
-    return validate_config(FilterFile, read_yaml_config(path))
+    values = read_yaml_config(path, "filter plan")
+    if "filters" not in values:
+        raise ConfigError(f"filter plan {path} has no `filters:` list (e.g. filters: [dedup, refusal])")
+    try:
+        return validate_config(FilterFile, values)
+    except ConfigError as err:
+        raise ConfigError(f"filter plan {path}: {err}") from None
 
 
 def write_output(run, source: str, kept, removed, counts, plan: FilterFile) -> None:
@@ -258,6 +266,6 @@ def _source_stats(source: str) -> dict[str, Any]:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}

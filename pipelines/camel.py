@@ -23,7 +23,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -81,6 +81,8 @@ def model_name(spec: ModelSpec | None) -> str | None:
 
 
 class CamelConfig(EngineConfig):
+    PLAN_FILES: ClassVar[tuple[str, ...]] = ("assistant_roles", "user_roles")
+
     num_dialogues: int = Field(100, ge=1)
     assistant_roles: str | None = None  # None: written by the teacher
     user_roles: str | None = None

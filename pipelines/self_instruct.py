@@ -26,7 +26,7 @@ import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,6 +65,8 @@ PromptStyle = Literal["auto", "chat", "completion"]
 
 
 class SelfInstructConfig(EngineConfig):
+    PLAN_FILES: ClassVar[tuple[str, ...]] = ("seeds",)
+
     num_instructions: int = Field(100, ge=1)
     seeds: str | None = None  # None: the seed tasks shipped with distill
     include_seeds: bool = False

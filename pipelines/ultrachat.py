@@ -23,7 +23,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -101,6 +101,8 @@ def parse_rounds(value: Any) -> tuple[int, int]:
 
 
 class UltraChatConfig(EngineConfig):
+    PLAN_FILES: ClassVar[tuple[str, ...]] = ("topics", "materials")
+
     num_dialogues: int = Field(100, ge=1)
     sectors: dict[str, float] | None = None  # None: DEFAULT_MIX, without materials if no corpus
     topics: str | None = None

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from distill.backends.router import ModelSpec, ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig, InputConfig, validate_config
+from distill.config import EngineConfig, InputConfig, stored_settings, validate_config
 from distill.engine import execute, export
 from distill.errors import ConfigError, InputError
 from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
@@ -479,7 +479,7 @@ def rebinarize(run_dir: Path, **changes: Any) -> Built:
     stored = RunDir(run_dir, "rate ultrafeedback").stored_config()
     if stored.get("command") != "rate ultrafeedback":
         raise InputError(f"{run_dir} is a run of '{stored.get('command')}', not 'rate ultrafeedback'")
-    settings = {k: v for k, v in stored.items() if k != "command"}
+    settings = stored_settings(stored)
     config = validate_config(UltraFeedbackConfig, {**settings, **{k: v for k, v in changes.items() if v is not None},
                                                    "output": run_dir})
     run = RunDir.open("rate ultrafeedback", config, save_config=False)

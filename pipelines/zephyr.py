@@ -110,6 +110,8 @@ def plan(config: ZephyrConfig) -> Plan:
         from distill import hub
 
         hub.check_repo_id(config.push_to_hub, "--push-to-hub")
+        for step in ("ultrachat", "feedback", "sft", "dpo"):  # and each repository named after it
+            hub.check_repo_id(config.repo(step), "--push-to-hub")
         hub.hub_api()  # the token, before anything is asked or written (a dry run checks it too)
     for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback)):
         shared = sorted(set(extra) & (set(engine) | {"output"}))
@@ -153,6 +155,8 @@ def _check_generation(steps: Plan) -> None:
     check(uc, ultrachat.models_of(uc))
     uf = ultrafeedback.resolved(steps.ultrafeedback)
     check(uf, ultrafeedback.models_of(uf))
+    if uf.input != str(steps.clean):  # given prompts exist now: read and check them as step 3 will
+        ultrafeedback.load_prompts(uf)
 
 
 def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eval_split: str | None, model: str,

@@ -468,3 +468,89 @@ def test_check_prompt_refuses(value, expected):
     message = str(info.value)
     assert expected in message
     assert message.startswith("input in.jsonl, row 5, column 'prompt':")
+
+
+# ---------------------------------------------------------------- hostile files (issue 11, item 20)
+
+
+def test_a_lone_surrogate_is_refused_with_its_line(tmp_path):
+    # json.loads accepts "\ud800" and makes a str that no file or tokenizer can encode later.
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"prompt": "half \\ud800 a pair"}\n', encoding="utf-8")
+    message = error_of(path)
+    assert str(path) in message and "line 2" in message and "\\ud800" in message
+    path.write_text('{"prompt": "fine", "\\udc00": 1}\n', encoding="utf-8")  # in a key too
+    assert "line 1" in error_of(path)
+    whole = tmp_path / "in.json"
+    whole.write_text('[\n{"a": "\\ud83d\\ude00"},\n{"a": "\\ud83d"}\n]', encoding="utf-8")  # a pair, then half of one
+    message = error_of(whole)
+    assert "line 3" in message and "\\ud83d" in message
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_text(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": "\\ud83d\\ude00"}\n{"a": "\\\\ud800 is how JSON writes half a pair"}\n', encoding="utf-8")
+    assert load_rows(str(path)) == [{"a": "\U0001F600"}, {"a": "\\ud800 is how JSON writes half a pair"}]
+
+
+@pytest.mark.parametrize("line", ['{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}", "[" * 100_000 + "]" * 100_000])
+def test_json_nested_past_the_stack_names_the_line(tmp_path, line):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"prompt": "a"}\n' + line + "\n", encoding="utf-8")
+    message = error_of(path)
+    assert str(path) in message and "line 2" in message and "nested too deeply" in message
+    whole = tmp_path / "in.json"
+    whole.write_text('[\n{"prompt": "a"},\n' + line + "\n]", encoding="utf-8")
+    message = error_of(whole)
+    assert str(whole) in message and "line 3" in message and "nested too deeply" in message
+
+
+def test_a_fifo_is_refused_without_reading_it(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "in.jsonl")  # reading it would wait for a writer forever
+    assert "not a regular file" in error_of(tmp_path / "in.jsonl")
+
+
+def test_a_file_that_cannot_be_read(tmp_path):
+    from pathlib import Path
+
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("needs Linux's /proc/self/mem")
+    (tmp_path / "in.jsonl").symlink_to("/proc/self/mem")  # fails to read (EIO), even for root
+    message = error_of(tmp_path / "in.jsonl")
+    assert message.startswith("cannot read") and "in.jsonl" in message
+
+
+def test_text_columns_that_are_not_utf8(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = pa.array([b"fine", b"caf\xe9"], type=pa.binary())
+    pq.write_table(pa.table({"prompt": pa.Array.from_buffers(pa.string(), 2, raw.buffers())}), tmp_path / "in.parquet")
+    assert "not UTF-8" in error_of(tmp_path / "in.parquet")
+    (tmp_path / "in.csv").write_bytes(b"prompt,n\nfine,1\ncaf\xe9,2\n")
+    assert "column 'prompt' is not UTF-8" in error_of(tmp_path / "in.csv")
+
+
+def test_a_damaged_saved_dataset(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "ds"))
+    (tmp_path / "ds" / "state.json").write_bytes(b"\x80\x81 not json")
+    message = error_of(tmp_path / "ds")
+    assert "cannot read the saved dataset" in message and "\n" not in message
+
+
+def test_subset_and_revision_of_local_inputs(tmp_path):
+    run = tmp_path / "run"
+    write_parquet(run / "data" / "train-00000-of-00001.parquet", ROWS)
+    write_parquet(run / "completions" / "train-00000-of-00001.parquet", [{"c": 1}])
+    assert load_rows(str(run), subset="completions") == [{"c": 1}]  # not silently the default config
+    assert "revision" in error_of(run, revision="main")
+    assert "revision" in error_of(write_jsonl(tmp_path / "in.jsonl", ROWS), revision="main")
+
+
+def test_a_row_with_no_columns():
+    with pytest.raises(InputError, match=r"\(columns: none\)"):
+        pick_column([{}], "in.jsonl", None, ("prompt",))

@@ -85,3 +85,54 @@ def test_missing_shards_are_caught_before_uploading(run_dir):
     with pytest.raises(Exception, match="no files for data/test-"):
         push_run(run_dir, "org/name", api=hub)
     assert hub.calls == []
+
+
+# -- issue 11, item 20: what the Hub would refuse, and a Hub that cannot be reached ---------------------------
+
+
+@pytest.mark.parametrize("repo_id, needle", [
+    ("org/name.git", ".git"), ("org/name.GIT", ".git"), ("org/name.", "org/name"), ("org/name-", "org/name"),
+    ("org/.name", "org/name"), ("org/na--me", "'--'"), ("org/na..me", "'..'"), ("org/" + "a" * 97, "96"),
+    ("o rg/name", "org/name"), ("org/naïve", "org/name"), ("/name", "empty"),
+])
+def test_repo_ids_the_hub_refuses_are_refused_before_anything(cli, run_dir, repo_id, needle):
+    card = (run_dir / "README.md").read_bytes()
+    assert_one_line_error(cli("push", run_dir, "--repo-id", repo_id), needle)
+    assert (run_dir / "README.md").read_bytes() == card
+
+
+@pytest.mark.parametrize("repo_id", ["org/name", "Org_1/my.data-set_2", "a/" + "b" * 96, "user/name.gitx", "_org/_name"])
+def test_repo_ids_the_hub_takes(repo_id):
+    from distill.hub import check_repo_id
+
+    check_repo_id(repo_id, "--repo-id")
+
+
+class Unreachable(StandInHub):
+    """A Hub whose endpoint refuses connections, as huggingface_hub reports it (an httpx error, no OSError)."""
+
+    def create_repo(self, repo_id, **kwargs):
+        try:
+            import httpx2 as httpx
+        except ImportError:
+            import httpx
+
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+
+def test_an_unreachable_hub_is_one_line_and_the_card_stays_as_it_was(cli, run_dir, monkeypatch):
+    card = (run_dir / "README.md").read_bytes()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: Unreachable())
+    result = cli("push", run_dir, "--repo-id", "org/name", env={"HF_TOKEN": TOKEN})
+    assert_one_line_error(result, "push to org/name failed: cannot reach the Hub", "Connection refused")
+    assert TOKEN not in result.err
+    assert (run_dir / "README.md").read_bytes() == card  # the repository's name is written in only by a push that went
+
+
+@pytest.mark.parametrize("header, needle", [
+    (b"\xff\xfe not text", "not UTF-8"), ("---\nconfigs: [\n---\n", "not valid YAML"), ("---\n- a\n---\n", "not a mapping"),
+    ("---\nconfigs: 3\n---\n", "not a list"),
+], ids=["binary", "bad-yaml", "a-list", "configs-not-a-list"])
+def test_a_damaged_card_is_one_line(cli, run_dir, header, needle):
+    (run_dir / "README.md").write_bytes(header if isinstance(header, bytes) else header.encode())
+    assert_one_line_error(cli("push", run_dir, "--repo-id", "org/name"), "README.md", needle)

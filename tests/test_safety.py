@@ -578,3 +578,15 @@ def test_a_server_asking_to_wait_ten_minutes_is_waited_for_at_most_timeout(cli, 
     assert server.stats.faults["429"] == 2
     help_text = cli("generate", "completions", "--help").out
     assert "Retry-After is honoured up to this long" in " ".join(help_text.split())
+
+
+def test_a_changed_file_the_plan_is_drawn_from_is_refused_on_resume(cli, tmp_path):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("rivers\nmountains\n")
+    out = tmp_path / "chats"
+    args = ("generate", "ultrachat", "-n", "3", "--topics", topics, "--backend", "fake", "-o", out, "-q")
+    assert cli(*args).code == 0
+    assert cli(*args).code == 0  # unchanged: resumes (nothing to do)
+    topics.write_text("rivers\ndeserts\n")
+    assert_one_line_error(cli(*args), "--topics", "changed since")
+    assert cli(*args, "--fresh").code == 0

@@ -218,3 +218,9 @@ def test_a_dry_run_resolves_backends_and_models_as_the_run_does(cli, tmp_path, m
                  "--max-cost-usd", "5", "--dry-run", "-o", tmp_path / "z", env={"OPENAI_API_KEY": "k"})
     assert_one_line_error(result, "--max-cost-usd needs a price for")
     assert not (tmp_path / "z").exists()
+
+
+def test_a_dry_run_refuses_an_output_that_is_a_file(cli, tmp_path):
+    (tmp_path / "z").write_text("not a folder")
+    result = cli("zephyr", "--backend", "fake", "--pool", "a,b", "--stop-after", "data", "--dry-run", "-o", tmp_path / "z")
+    assert_one_line_error(result, "is a file")

@@ -61,8 +61,10 @@ def run(source, output, subset, config_file):
 
 def _run(source, output, subset, column, entry):
     from distill.config import validate_config
-    from distill.filters.pipeline import FilterFile, filter_dataset
+    from distill.filters.pipeline import SPECS, FilterFile, filter_dataset
 
+    (name, options), = entry.items()
+    validate_config(SPECS[name], options)  # a bad value is named by its flag
     plan = validate_config(FilterFile, {"column": column, "filters": [entry]})
     _report(filter_dataset(source, plan, output, subset), output)
 

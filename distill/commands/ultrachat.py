@@ -5,7 +5,7 @@ from distill.commands.options import engine_options, run_pipeline
 
 @click.command()
 @click.option("-n", "--num-dialogues", type=int, help="Dialogues to make.  [default: 100]")
-@click.option("--sectors", help="Mix of sectors, e.g. world=0.5,creation=0.3,materials=0.2.  [default: that mix; world=0.6,creation=0.4 without --materials]")
+@click.option("--sectors", help="Mix of sectors, e.g. world=0.5,creation=0.3,materials=0.2.  [default: that mix; world=0.625,creation=0.375 without --materials]")
 @click.option("--topics", help="Meta-topics for the world sector: a file or dataset (column topic or text).  [default: 30 built in]")
 @click.option("--materials", help="Corpus for the materials sector: a file, saved dataset or Hub id.")
 @click.option("--materials-column", help="Column of the corpus holding the text.  [default: text]")
