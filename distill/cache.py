@@ -1,6 +1,8 @@
 """The content-addressed request cache: one SQLite file in WAL mode.
 
-Every response is committed the moment it arrives. WAL with synchronous=NORMAL makes a
+Every response is committed as it arrives; the client commits the responses that arrive
+together (in the same turn of the event loop) in one transaction (`put_many`), and hands
+none of them out before that transaction committed. WAL with synchronous=NORMAL makes a
 commit survive a crash or SIGKILL of the process (it is in the log the OS holds); only a
 power cut can lose the last few commits, which a re-run then asks for again.
 
@@ -25,6 +27,9 @@ COLUMNS = {
     "responses": ("key", "request", "response", "created"),
     "charges": ("key", "model", "prompt_tokens", "completion_tokens", "reason", "created"),
 }
+
+
+PUT = "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)"
 
 
 class RequestCache:
@@ -75,11 +80,32 @@ class RequestCache:
                             "only the items that records.jsonl does not hold, or start over with --fresh")
 
     def put(self, key: str, request: Request, response: Response) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
-            (key, json.dumps(request.to_dict(), ensure_ascii=False), json.dumps(response.to_dict(), ensure_ascii=False),
-             time.time()),
-        )
+        self.put_many([(key, request, response)])
+
+    def put_many(self, entries: list[tuple[str, Request, Response]]) -> None:
+        """Several responses in one transaction: when this returns all of them are committed;
+        when it raises (a full disk), none is."""
+        now = time.time()
+        rows = [(key, json.dumps(request.to_dict(), ensure_ascii=False), json.dumps(response.to_dict(), ensure_ascii=False),
+                 now) for key, request, response in entries]
+        db = self._db
+        try:
+            if len(rows) == 1:  # one statement is its own transaction
+                db.execute(PUT, rows[0])
+                return
+            db.execute("BEGIN")
+            try:
+                db.executemany(PUT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT may have rolled back already
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
 
     def charge(self, key: str, model: str, usage: Usage, reason: str) -> None:
         """An attempt that may be billed though it brought no answer."""
@@ -89,6 +115,36 @@ class RequestCache:
     def _write(self, sql: str, values: tuple) -> None:
         try:
             self._db.execute(sql, values)
+        except sqlite3.Error as err:
+            raise write_error(err, self.path) from None
+
+    @staticmethod
+    def check(path: Path) -> None:
+        """That another run's cache can be read, opening it read-only (`distill merge`'s shards)."""
+        try:
+            db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                db.execute("SELECT COUNT(*) FROM responses").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error as err:
+            raise write_error(err, path) from None
+
+    def absorb(self, other: Path) -> None:
+        """Copy in another cache's responses (those not here yet) and its charges."""
+        try:
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR IGNORE INTO responses SELECT key, request, response, created FROM other.responses")
+                if self._db.execute("SELECT 1 FROM other.sqlite_master WHERE name = 'charges'").fetchone():
+                    self._db.execute("INSERT INTO charges SELECT key, model, prompt_tokens, completion_tokens, reason, created"
+                                     " FROM other.charges")
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._db.execute("DETACH DATABASE other")
         except sqlite3.Error as err:
             raise write_error(err, self.path) from None
 

@@ -11,21 +11,31 @@ from typing import Any
 import jinja2
 import yaml
 
-from distill.export import Config, Written, card_configs
+from distill.export import DatasetConfig, Written, card_configs
 
 # Stands in for the repository id until `distill push` knows it.
 REPO_PLACEHOLDER = "YOUR_ORG/YOUR_DATASET"
 
 
 @dataclass(frozen=True)
-class Method:
-    """What a pipeline tells the card about itself."""
+class MethodCard:
+    """What the dataset card says about how the data was made."""
 
     name: str
     command: str
     description: str
     paper: str | None = None
     paper_url: str | None = None
+
+
+def card_features(features) -> list:
+    """The `dataset_info.features` of a card, as `datasets` itself writes them (its public API)."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    card = DatasetCardData()
+    DatasetInfosDict({"default": DatasetInfo(features=features)}).to_dataset_card_data(card)
+    return card.to_dict()["dataset_info"]["features"]
 
 
 def size_category(rows: int) -> str:
@@ -36,8 +46,8 @@ def size_category(rows: int) -> str:
 
 
 def render_card(
-    method: Method,
-    configs: list[Config],
+    method: MethodCard,
+    configs: list[DatasetConfig],
     written: list[Written],
     settings: dict[str, Any],
     stats: dict[str, Any],
@@ -49,7 +59,7 @@ def render_card(
     info = [
         {
             "config_name": c.name,
-            "features": c.features._to_yaml_list(),
+            "features": card_features(c.features),
             "splits": [{"name": w.split, "num_bytes": w.bytes, "num_examples": w.rows} for w in written if w.config == c.name],
         }
         for c in configs

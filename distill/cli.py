@@ -34,15 +34,61 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+class RootGroup(LazyGroup):
+    """The top level: the commands named below, and a group per kind of generation method
+    (`generate`, `rate`, ...) made from the methods' declarations (distill.methods)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from distill.methods import groups
+
+        return sorted({*super().list_commands(ctx), *groups()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        if found is None:
+            from distill.methods import groups
+
+            if name in groups():
+                return MethodGroup(name, help=GROUP_HELP.get(name))
+        return found
+
+
+GROUP_HELP = {"generate": "Generate data with a teacher model.", "rate": "Rank data with AI feedback."}
+
+
+class MethodGroup(click.Group):
+    """The methods of one group, each a command made from its declaration."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from distill.methods import groups
+
+        return sorted(m.name for m in groups()[self.name])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from distill.methods import method
+
+        declared = method(f"{self.name} {name}")
+        return method_command(declared) if declared else None
+
+
+def method_command(declared) -> click.Command:
+    """A generation method's command: its config's fields as options, then the closing lines."""
+    from distill.cli_options import config_command
+    from distill.commands.report import report
+
+    def run(config) -> None:
+        report(declared.run(config), declared.made, declared.next_step.format(out=config.output))
+
+    return config_command(declared.name, declared.config, run, declared.help)
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=RootGroup,
     lazy_subcommands={
         "binarize": "distill.commands.binarize:binarize",
         "filter": "distill.commands.filter:filter",
-        "generate": "distill.commands.generate:generate",
         "merge": "distill.commands.merge:merge",
         "push": "distill.commands.push:push",
-        "rate": "distill.commands.rate:rate",
         "stats": "distill.commands.stats:stats",
         "train": "distill.commands.train:train",
         "zephyr": "distill.commands.zephyr:zephyr",

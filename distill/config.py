@@ -1,4 +1,5 @@
-"""Configs: pydantic models filled from an optional YAML file, then from command-line flags.
+"""Configs: pydantic models filled from an optional YAML file, then from command-line flags
+(distill.cli_options makes the flags from the fields).
 
 An unknown key is an error that names it, never silently dropped. Secrets are not config:
 only the *name* of the environment variable holding an API key is stored.
@@ -7,18 +8,41 @@ only the *name* of the environment variable holding an API key is stored.
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import click
 import yaml
-from click.core import ParameterSource
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distill.errors import ConfigError
 
 BATCH_IN_FLIGHT = 10_000  # requests gathered into batches at once when --batch-api is on
-BackendName = Literal["llamacpp", "openai", "vllm", "fake"]
+
+
+def cli(short: str | None = None, *, show: str | None = None, repeat: bool = False, comma: bool = False,
+        off: str | None = None, yaml_only: bool = False) -> dict:
+    """How a config field appears on the command line (its `json_schema_extra`): a short flag
+    (`-n`), how --help states its default when the value alone would not say it (`show`), a
+    mapping taken as a repeatable flag (`repeat`), a list given as one comma-separated flag
+    rather than a repeated one (`comma`), the name of a flag's off form where both are shown
+    (`off`), or no flag at all, for values only a --config YAML can give (`yaml_only`)."""
+    extra: dict[str, Any] = {}
+    if short:
+        extra["short"] = short
+    if show is not None:
+        extra["show"] = show
+    if repeat:
+        extra["repeat"] = True
+    if comma:
+        extra["comma"] = True
+    if off:
+        extra["off"] = off
+    if yaml_only:
+        extra["yaml_only"] = True
+    return extra
+BackendName = Literal["llamacpp", "openai", "vllm", "fake"]  # the one list of backends
+BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
 
 
 class EngineConfig(BaseModel):
@@ -33,35 +57,46 @@ class EngineConfig(BaseModel):
          "n_threads", "n_ctx", "test_size", "format", "batch_api", "batch_window", "batch_poll", "export_only"}
     )
 
-    output: Path
-    fresh: bool = False
-    backend: BackendName | None = None  # None: openai if an endpoint is configured, else llamacpp
-    model: str | None = None
-    base_url: list[str] = Field(default_factory=list)
-    api_key_env: str = "OPENAI_API_KEY"
-    tensor_parallel_size: int = Field(1, ge=1)
-    n_ctx: int = Field(4096, ge=256)
-    n_threads: int | None = Field(None, ge=1)
-    concurrency: int = Field(64, ge=1)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
-    max_retries: int = Field(6, ge=0, le=100)
-    timeout: float = Field(600.0, gt=0)
-    max_cost_usd: float | None = Field(None, gt=0)
-    max_tokens: int | None = Field(None, ge=1)
-    prices: Path | None = None
-    seed: int = 0
-    quiet: bool = False
-    # The export: a seeded test split (a fraction of the prompts, or a count), JSON Lines too.
-    test_size: float | None = Field(None, gt=0, allow_inf_nan=False)
-    format: Literal["parquet", "jsonl"] = "parquet"
-    # The provider's Batch API (openai backend): cheaper, answered within a day.
-    batch_api: bool = False
-    batch_window: float = Field(10.0, gt=0)
-    batch_poll: float = Field(30.0, gt=0)
-    # Beyond one machine: this process does items K, K+N, K+2N, ... (`distill merge` joins the shards).
-    shard: str | None = None
-    export_only: bool = False  # write the dataset from the records; ask nothing
+    output: Path = Field(description="Run directory. The same command on it resumes.", json_schema_extra=cli("-o"))
+    fresh: bool = Field(False, description="Delete this command's run files in --output and start over (only what "
+                        "distill wrote there).")
+    backend: BackendName | None = Field(
+        None, description="llamacpp: embedded CPU model, for demos and tests; openai: any OpenAI-compatible server; "
+        "vllm: in-process on GPUs; fake: no model, replies shaped as each prompt asks (offline dry runs).",
+        json_schema_extra=cli(show="openai if an endpoint is set, else llamacpp"))
+    model: str | None = Field(None, description="Model name; for llamacpp a .gguf path.",
+                              json_schema_extra=cli(show="llamacpp: the embedded Gemma 3 270M base model"))
+    base_url: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoint; repeat to spread requests "
+                                "over several.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key of the run's own "
+                             "endpoints (a MODEL@URL gets only the key its #KEY_ENV names).")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model.")
+    n_ctx: int = Field(4096, ge=256, description="llamacpp: context length.")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads.", json_schema_extra=cli(show="all"))
+    concurrency: int = Field(64, ge=1, description="Requests in flight at once.")
+    rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit.")
+    tpm: float | None = Field(None, gt=0, description="Tokens-per-minute limit.")
+    max_retries: int = Field(6, ge=0, le=100, description="Retries on 429, 5xx, timeouts and dropped connections.")
+    timeout: float = Field(600.0, gt=0, description="Seconds before a request times out; a server's Retry-After is "
+                           "honoured up to this long, and at most 600 s.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before the run spends more than this "
+                                       "(every session counts).")
+    max_tokens: int | None = Field(None, ge=1, description="Stop cleanly before the run uses more tokens than this "
+                                   "(prompt + completion, every session counts).")
+    prices: Path | None = Field(None, description="YAML price table that extends the built-in one.")
+    seed: int = Field(0, description="Seed from which all randomness derives.")
+    quiet: bool = Field(False, description="No progress bar.", json_schema_extra=cli("-q"))
+    test_size: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                    description="Seeded test split: a fraction (<1) or a number of prompts.")
+    format: Literal["parquet", "jsonl"] = Field("parquet", description="jsonl also writes JSON Lines beside the "
+                                                "parquet shards.")
+    batch_api: bool = Field(False, description="openai: send requests through the provider's Batch API (cheaper, "
+                            "answered within a day); up to 10,000 requests are gathered at once.")
+    batch_window: float = Field(10.0, gt=0, description="Seconds a batch gathers requests before it is sent.")
+    batch_poll: float = Field(30.0, gt=0, description="Seconds between looks at a running batch.")
+    shard: str | None = Field(None, description="K/N: do items K, K+N, K+2N, ... only (one of N machines); "
+                              "`distill merge` joins the runs.")
+    export_only: bool = Field(False, description="Write the dataset from the run's records; ask nothing.")
 
     @field_validator("shard")
     @classmethod
@@ -142,13 +177,14 @@ class InputConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str
-    split: str | None = None
-    subset: str | None = None
-    revision: str | None = None
-    column_map: dict[str, str] = Field(default_factory=dict)
-    limit: int | None = Field(None, ge=1)
-    shuffle: bool = False
+    input: str = Field(description="A .jsonl/.json/.parquet/.csv/.txt file, a saved dataset, a run directory or a Hub id.")
+    split: str | None = Field(None, description="Split to read.", json_schema_extra=cli(show="train, train_sft or train_prefs"))
+    subset: str | None = Field(None, description="Hub dataset config name, or a companion config of a run directory.")
+    revision: str | None = Field(None, description="Hub dataset revision.")
+    column_map: dict[str, str] = Field(default_factory=dict, description="Rename an input column, OLD=NEW; repeatable.",
+                                       json_schema_extra=cli(repeat=True))
+    limit: int | None = Field(None, ge=1, description="Take only the first N rows.", json_schema_extra=cli("-n"))
+    shuffle: bool = Field(False, description="Shuffle the rows (seeded) before -n.")
 
     @field_validator("column_map", mode="before")
     @classmethod
@@ -215,26 +251,6 @@ def read_yaml_config(path: Path, what: str = "config") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must be a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def resolve_config(model: type[BaseModel], ctx: click.Context, config_file: Path | None = None):
-    """YAML values first, then every flag the user actually typed (defaults never override YAML)."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(read_yaml_config(config_file))
-        unknown = sorted(set(values) - set(model.model_fields))
-        if unknown:
-            raise ConfigError(f"config {config_file}: unknown key {unknown[0]!r} (known: {', '.join(sorted(model.model_fields))})")
-    for name, value in ctx.params.items():
-        if name == "config" or name not in model.model_fields:
-            continue
-        source = ctx.get_parameter_source(name)
-        explicit = source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
-        if explicit or name not in values:
-            if value is None or value == ():
-                continue
-            values[name] = list(value) if isinstance(value, tuple) else value
-    return validate_config(model, values)
 
 
 def validate_config(model: type[BaseModel], values: dict[str, Any]):

@@ -25,12 +25,13 @@ MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub
 
 
 @dataclass
-class Config:
-    """One configuration of the dataset: its features and its splits' rows."""
+class DatasetConfig:
+    """One configuration of a dataset (in the Hub's sense: `load_dataset(path, name)`): its
+    features and its splits' rows (Python dicts, or a datasets.Dataset written as it is)."""
 
     name: str
     features: Any  # datasets.Features; None: inferred from the rows
-    splits: dict[str, list[dict[str, Any]]]
+    splits: dict[str, Any]
 
     @property
     def folder(self) -> str:
@@ -42,7 +43,7 @@ class Built:
     """What a pipeline makes of its records: the dataset's configs, what each filter
     removed ({"name", "removed"}, for the card and stats) and other post-processing counts."""
 
-    configs: list[Config]
+    configs: list[DatasetConfig]
     filters: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     card_notes: list[str] = field(default_factory=list)  # paragraphs for the card, e.g. a binarization rule
@@ -90,7 +91,20 @@ def check_name(name: str, kind: str) -> None:
         raise InputError(f"{name!r} is not a valid {kind} name ({allowed}, as on the Hub)")
 
 
-def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, stale: Iterable[str] = ()) -> list[Written]:
+def split_dataset(rows: list[dict[str, Any]], features: Any, test_size: float | None, seed: int,
+                  names: tuple[str, str] = ("train", "test"), **built: Any) -> Built:
+    """The dataset of one config: the rows, and with a test size a seeded test split by
+    prompt (named like the H4 datasets: train_sft/test_sft for SFT data). `built` goes to
+    Built (filters, notes, card notes)."""
+    train, test = train_test_split(rows, test_size, seed) if rows else ([], [])
+    splits = {names[0]: train, **({names[1]: test} if test else {})}
+    return Built([DatasetConfig(DEFAULT_CONFIG, features, splits)], **built)
+
+
+SFT_SPLITS = ("train_sft", "test_sft")
+
+
+def write_configs(run_path: Path, configs: list[DatasetConfig], jsonl: bool = False, stale: Iterable[str] = ()) -> list[Written]:
     """Write every config's splits as parquet shards (and JSON Lines), replacing the older
     export: its folders, and the `stale` ones of configs it no longer has, go once the new
     export is complete (a failure before leaves the older export as it was)."""
@@ -121,7 +135,7 @@ def write_configs(run_path: Path, configs: list[Config], jsonl: bool = False, st
     return written
 
 
-def _write_staged(staging: Path, configs: list[Config], jsonl: bool) -> list[Written]:
+def _write_staged(staging: Path, configs: list[DatasetConfig], jsonl: bool) -> list[Written]:
     """Every config's splits written under `staging`, as they will be in the run directory."""
     import datasets
     import pyarrow as pa
@@ -130,7 +144,10 @@ def _write_staged(staging: Path, configs: list[Config], jsonl: bool) -> list[Wri
     for config in configs:
         for split, rows in config.splits.items():
             try:
-                ds = datasets.Dataset.from_list(rows, features=config.features)
+                if isinstance(rows, datasets.Dataset):  # Arrow already (memory-mapped): no Python rows made
+                    ds = rows if config.features is None or rows.features == config.features else rows.cast(config.features)
+                else:
+                    ds = datasets.Dataset.from_list(rows, features=config.features)
             except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
                 raise InputError(f"cannot write {_which(config, split)} as one table: {_unstorable(rows, err)}") from None
             config.features = ds.features
@@ -158,7 +175,7 @@ def _write_staged(staging: Path, configs: list[Config], jsonl: bool) -> list[Wri
     return written
 
 
-def _which(config: Config, split: str) -> str:
+def _which(config: DatasetConfig, split: str) -> str:
     return f"the {split} split" + ("" if config.name == DEFAULT_CONFIG else f" of the {config.name} config")
 
 
@@ -180,7 +197,7 @@ def _unstorable(rows: list[dict[str, Any]], err: BaseException) -> str:
     return reason
 
 
-def card_configs(configs: list[Config]) -> list[dict[str, Any]]:
+def card_configs(configs: list[DatasetConfig]) -> list[dict[str, Any]]:
     """The `configs:` block of the card's YAML header."""
     return [
         {

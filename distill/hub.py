@@ -17,7 +17,7 @@ import yaml
 from distill import secrets
 from distill.card import for_hub
 from distill.errors import ConfigError, DistillError
-from distill.run import write_atomic
+from distill.run_dir import write_atomic
 
 # The Hub's rules for each half of org/name: letters, digits, '-', '_' and '.', not starting or
 # ending with '-' or '.', no '--' or '..', at most 96 characters; a name may not end in .git.

@@ -23,8 +23,20 @@ SHARD = re.compile(r"^(?P<split>.+?)(?:-\d+-of-\d+)?\.parquet$")
 def load_rows(source: str, split: str | None = None, subset: str | None = None, revision: str | None = None) -> list[dict[str, Any]]:
     """The rows of one split (by default train, else train_sft, train_prefs, else the first)."""
     if _is_hub_id(source):
-        return _read_hub(source, split or "train", subset, revision)
+        return _read_hub(source, split or _hub_default_split(source, subset, revision), subset, revision)
     return pick_split(load_splits(source, subset, revision), source, split)
+
+
+def _hub_default_split(name: str, subset: str | None, revision: str | None) -> str:
+    """train, else train_sft, else train_prefs, else the first split the Hub dataset has (as
+    for local inputs); train when its split names cannot be looked up."""
+    import datasets
+
+    try:
+        names = datasets.get_dataset_split_names(name, subset, revision=revision)
+    except Exception:  # offline and not cached, unknown repo, ...: the load then says why, once
+        return "train"
+    return next((n for n in DEFAULT_SPLITS if n in names), names[0] if names else "train")
 
 
 def load_splits(source: str, subset: str | None = None, revision: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -242,8 +254,11 @@ def _read_dir(path: Path, subset: str | None = None) -> dict[str, list[dict[str,
         for shard in shards:
             by_split.setdefault(SHARD.match(shard.name).group("split"), []).append(shard)
         return {name: _read_table(files, "parquet") for name, files in by_split.items()}
-    if (path / "records.jsonl").is_file():  # a run that has not exported yet
-        return {"train": _read_jsonl(path / "records.jsonl", torn_tail_ok=True)}
+    from distill.run_dir import RunDir
+
+    records = RunDir(path).records_path
+    if records.is_file():  # a run that has not exported yet
+        return {"train": _read_jsonl(records, torn_tail_ok=True)}
     import datasets
 
     try:

@@ -8,74 +8,42 @@ command on it (without --shard) resumes it.
 
 from __future__ import annotations
 
-import importlib
-import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from distill.cache import RequestCache
 from distill.config import stored_settings, validate_config
 from distill.errors import ConfigError, DistillError
-from distill.run import CACHE, CONFIG, FAILED, RECORDS, STATS, RecordLog, claim, write_atomic
-
-# The commands whose runs can be sharded: their pipeline module and config class.
-SHARDABLE = {
-    "generate completions": ("completions", "CompletionsConfig"),
-    "generate ultrachat": ("ultrachat", "UltraChatConfig"),
-    "generate camel": ("camel", "CamelConfig"),
-    "rate ultrafeedback": ("ultrafeedback", "UltraFeedbackConfig"),
-}
+from distill.run_dir import RunDir
 
 
-def _read_config(run: Path) -> dict[str, Any]:
-    path = Path(run) / CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{run} is not a distill run (no {CONFIG})")
+def shardable(command: Any):
+    """The declared method of a command whose runs shard, or None."""
+    from distill.methods import method
+
+    declared = method(command) if isinstance(command, str) else None
+    return declared if declared is not None and declared.shards else None
+
+
+def _stored(shard: RunDir) -> dict[str, Any]:
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
-        raise ConfigError(f"{path} is unreadable: is {run} a shard of a distill run?") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} is not the config of a distill run")
+        config = shard.stored_config()
+    except ConfigError:
+        raise ConfigError(f"{shard.path / 'config.yaml'} is unreadable: is {shard.path} a shard of a distill run?") from None
+    if config is None:
+        raise ConfigError(f"{shard.path} is not a distill run (no config.yaml)")
     return config
 
 
-def _check_cache(run: Path) -> None:
-    """A shard's cache must be readable before anything is merged (it is opened read-only)."""
-    path = Path(run) / CACHE
-    if not path.is_file():
-        return
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            db.execute("SELECT COUNT(*) FROM responses").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error as err:
-        raise ConfigError(f"{path} is damaged ({err}): run that shard again with --fresh, or move its cache away and "
-                          "run it again, then merge") from None
-
-
-def _shard_stats(run: Path) -> dict[str, Any]:
-    path = Path(run) / STATS
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError, RecursionError):
-        raise ConfigError(f"{path} is unreadable: run that shard again (it resumes) to write it anew, then merge") from None
-    return data if isinstance(data, dict) else {}
-
-
-def check_shards(runs: list[Path]) -> tuple[str, dict[str, Any]]:
+def check_shards(shards: list[RunDir]) -> tuple[str, dict[str, Any]]:
     """The command and settings the shards share; an error if they are not one sharded run."""
-    configs = [_read_config(run) for run in runs]
+    runs = [shard.path for shard in shards]
+    configs = [_stored(shard) for shard in shards]
     command = configs[0].get("command")
-    if command not in SHARDABLE:
+    declared = shardable(command)
+    if declared is None:
         raise ConfigError(f"{runs[0]} is a run of {command!r}, which cannot be sharded")
-    module, name = SHARDABLE[command]
-    config_class = getattr(importlib.import_module(f"distill.pipelines.{module}"), name)
-    ignored = set(config_class.RUNTIME_KEYS) | {"shard", "output", "command"}
+    ignored = set(declared.config.RUNTIME_KEYS) | {"shard", "output", "command"}
     first = {k: v for k, v in configs[0].items() if k not in ignored}
     seen: dict[int, Path] = {}
     total = None
@@ -99,77 +67,46 @@ def check_shards(runs: list[Path]) -> tuple[str, dict[str, Any]]:
         changed = sorted(key for key in set(first) | set(mine) if first.get(key) != mine.get(key))
         if changed:
             raise ConfigError(f"{run} was run with other settings than {runs[0]} ({changed[0]})")
-    for run in runs:  # everything the merge will read, readable before anything is written
-        _check_cache(run)
-        _shard_stats(run)
+    for shard in shards:  # everything the merge will read, readable before anything is written
+        if shard.cache_path.is_file():
+            RequestCache.check(shard.cache_path)
+        shard.read_stats(strict=True)
     missing = sorted(set(range(total)) - set(seen))
     if missing:
         raise ConfigError(f"shard {missing[0]}/{total} is missing: give the run directories of all {total} shards")
     return command, configs[0]
 
 
-def _merge_caches(out: Path, runs: list[Path]) -> None:
-    from distill.cache import RequestCache
-
-    RequestCache(out / CACHE).close()  # creates the table
-    db = sqlite3.connect(out / CACHE)
-    try:
-        for run in runs:
-            if (run / CACHE).is_file():
-                db.execute("ATTACH DATABASE ? AS shard", (str(run / CACHE),))
-                db.execute("INSERT OR IGNORE INTO responses SELECT * FROM shard.responses")
-                if db.execute("SELECT 1 FROM shard.sqlite_master WHERE name = 'charges'").fetchone():
-                    db.execute("INSERT INTO charges SELECT * FROM shard.charges")
-                db.commit()
-                db.execute("DETACH DATABASE shard")
-    finally:
-        db.close()
-
-
-def _merge_logs(out: Path, runs: list[Path], name: str) -> None:
-    merged = RecordLog(out / name)
-    try:
-        for run in runs:
-            for row in RecordLog(run / name, read_only=True):
-                if row["id"] not in merged:
-                    merged.append(row)
-    finally:
-        merged.close()
-
-
-def _merged_stats(command: str, runs: list[Path]) -> dict[str, Any]:
-    shards = [_shard_stats(run) for run in runs]
-    tokens = {kind: sum(s.get("tokens", {}).get(kind, 0) for s in shards) for kind in ("prompt", "completion", "total")}
-    costs = [s.get("cost_usd") for s in shards]
+def _merged_stats(command: str, shards: list[RunDir]) -> dict[str, Any]:
+    stats = [shard.read_stats(strict=True) for shard in shards]
+    tokens = {kind: sum(s.get("tokens", {}).get(kind, 0) for s in stats) for kind in ("prompt", "completion", "total")}
+    costs = [s.get("cost_usd") for s in stats]
     return {
         "command": command,
-        "backend": shards[0].get("backend"),
-        "models": list(dict.fromkeys(m for s in shards for m in s.get("models", []))),
+        "backend": stats[0].get("backend"),
+        "models": list(dict.fromkeys(m for s in stats for m in s.get("models", []))),
         "tokens": tokens,
         "cost_usd": None if None in costs else round(sum(costs), 6),
-        "merged_from": [str(run) for run in runs],
+        "merged_from": [str(shard.path) for shard in shards],
     }
 
 
 def merge(runs: list[Path], out: Path):
     """Join the shards into `out` and write its dataset. Returns the pipeline's Outcome."""
-    runs = [Path(run) for run in runs]
+    shards = [RunDir(run) for run in runs]
     out = Path(out)
-    command, stored = check_shards(runs)
+    command, stored = check_shards(shards)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output directory {out} is not empty; choose a new -o")
-    module, name = SHARDABLE[command]
-    pipeline = importlib.import_module(f"distill.pipelines.{module}")
-    settings = stored_settings(stored)
-    config = validate_config(getattr(pipeline, name), {**settings, "output": out, "shard": None, "export_only": True})
-    claim(out)
-    write_atomic(out / CONFIG, yaml.safe_dump({"command": command, **config.model_dump(mode="json", exclude={"fresh", "export_only"})},
-                                              sort_keys=False, allow_unicode=True))
-    _merge_caches(out, runs)
-    _merge_logs(out, runs, RECORDS)
-    _merge_logs(out, runs, FAILED)
-    write_atomic(out / STATS, json.dumps(_merged_stats(command, runs), indent=2) + "\n")
+    declared = shardable(command)
+    config = validate_config(declared.config, {**stored_settings(stored), "output": out, "shard": None, "export_only": True})
+    joined = RunDir.open(command, config)
     try:
-        return pipeline.run(config)
+        joined.absorb(shards)
+        joined.write_stats(_merged_stats(command, shards))
+    finally:
+        joined.close()
+    try:
+        return declared.run(config)
     except DistillError as err:
         raise DistillError(f"merged into {out}, but the dataset was not written: {err}") from None

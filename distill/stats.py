@@ -229,21 +229,15 @@ def _split_order(name: str) -> int:
 
 def _run_stats(path) -> dict | None:
     """A run directory's stats.json, or None."""
-    import json
+    from distill.errors import ConfigError, InputError
+    from distill.run_dir import RunDir
 
-    from distill.errors import InputError
-    from distill.run import STATS
-
-    file = path / STATS
-    if not path.is_dir() or not file.is_file():
+    if not path.is_dir():
         return None
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise InputError(f"{file}: unreadable: {err}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{file}: expected a JSON object")
-    return data
+        return RunDir(path).read_stats(strict=True) or None
+    except ConfigError as err:
+        raise InputError(str(err)) from None
 
 
 def fmt(value) -> str:

@@ -16,90 +16,54 @@ Every split of the input goes through the same filters as one sequence (train fi
 a test row that duplicates a train row is caught. The output is a dataset in the Hub
 layout: the kept rows in the input's splits, and a `removed` config with every dropped
 row, the filter that dropped it and why.
+
+Each filter is one class (distill.filters.base.Filter: its options are its fields, and
+`decide(rows)` judges a batch). The rows never become one Python list: the input is read
+into memory-mapped Arrow files (in a work folder inside the output, removed at the end),
+each filter streams the rows the earlier ones kept a batch at a time (dedup takes them all
+at once, keeping only their MinHash signatures), and what is left is just the positions of
+the kept rows and, per filter, those of the rows it dropped with their reasons. The kept
+and removed rows are then copied, a batch at a time, into Arrow files that the export
+writes as the output's parquet shards.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from distill.errors import ConfigError, InputError
-from distill.filters import quality
-from distill.filters.text import DEFAULT_ROLES, texts
+from distill.filters.base import Filter
+from distill.filters.decontaminate import Decontaminate
+from distill.filters.quality import Blocklist, Degenerate, Length, Refusal, Repetition
+from distill.filters.similarity import Dedup, Rouge
 
+if TYPE_CHECKING:
+    import numpy as np
 
-class FilterSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    from distill.filters.rows import Source
 
-    column: str | None = None  # None: the file's `column`
-    roles: tuple[str, ...] = DEFAULT_ROLES
-
-
-class Dedup(FilterSpec):
-    threshold: float = Field(0.7, gt=0, lt=1)
-    num_perm: int = Field(128, ge=16)
-    ngram: int = Field(5, ge=1)
-
-
-class Decontaminate(FilterSpec):
-    against: list[str] = Field(min_length=1)
-    method: Literal["ngram", "minhash"] = "ngram"
-    ngram: int = Field(13, ge=1)
-    threshold: float = Field(0.8, gt=0, lt=1)
-
-
-class Length(FilterSpec):
-    min_words: int | None = Field(None, ge=0)
-    max_words: int | None = Field(None, ge=1)
-    min_chars: int | None = Field(None, ge=0)
-    max_chars: int | None = Field(None, ge=1)
-    turn_min_words: int | None = Field(None, ge=0)
-    turn_max_words: int | None = Field(None, ge=1)
-
-
-class Blocklist(FilterSpec):
-    words: list[str] = Field(default_factory=list)
-    file: Path | None = None
-
-
-class Refusal(FilterSpec):
-    patterns: list[str] | None = None  # None: the built-in list
-    roles: tuple[str, ...] = ("assistant",)
-
-
-class Degenerate(FilterSpec):
-    pass
-
-
-class Repetition(FilterSpec):
-    ngram: int = Field(3, ge=1)
-    max_repeated_ngrams: float = Field(0.3, ge=0, le=1)
-    max_repeated_lines: float = Field(0.3, ge=0, le=1)
-
-
-class Rouge(FilterSpec):
-    threshold: float = Field(0.7, gt=0, le=1)
-    pool: list[str] = Field(default_factory=list)  # files or datasets of texts the rows must differ from
-
-
-SPECS: dict[str, type[FilterSpec]] = {
-    "dedup": Dedup, "decontaminate": Decontaminate, "length": Length, "blocklist": Blocklist,
-    "refusal": Refusal, "degenerate": Degenerate, "repetition": Repetition, "rouge": Rouge,
+FILTERS: dict[str, type[Filter]] = {
+    f.name: f for f in (Dedup, Decontaminate, Length, Blocklist, Refusal, Degenerate, Repetition, Rouge)
 }
+# The names these had when they were only options.
+SPECS = FILTERS
+FilterSpec = Filter
 
 
 class FilterFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     column: str = "messages"
-    filters: list[tuple[str, FilterSpec]] = Field(min_length=1)
+    filters: list[tuple[str, SerializeAsAny[Filter]]] = Field(min_length=1)  # dumped with each filter's own options
 
     @field_validator("filters", mode="before")
     @classmethod
-    def _specs(cls, value: Any) -> list[tuple[str, FilterSpec]]:
+    def _specs(cls, value: Any) -> list[tuple[str, Filter]]:
         if not isinstance(value, list):
             raise ValueError("filters is a list of {name: {options}}")
         specs = []
@@ -110,81 +74,52 @@ class FilterFile(BaseModel):
                 name, options = next(iter(entry.items()))
             else:
                 raise ValueError(f"a filter is NAME or {{NAME: {{options}}}}, not {entry!r}")
-            if name not in SPECS:
-                raise ValueError(f"unknown filter {name!r} (filters: {', '.join(SPECS)})")
-            specs.append((name, SPECS[name].model_validate(options or {})))
+            if name not in FILTERS:
+                raise ValueError(f"unknown filter {name!r} (filters: {', '.join(FILTERS)})")
+            specs.append((name, FILTERS[name].model_validate(options or {})))
         return specs
 
 
-def decide(name: str, spec: FilterSpec, rows: list[dict[str, Any]], labels: list[str], column: str, source: str) -> list[str | None]:
-    """Per row, None to keep it or the reason this filter drops it; `labels` name the rows
-    ("split/index") so a duplicate can say which row it repeats."""
-    if isinstance(spec, Decontaminate):  # it finds the prompt itself
-        from distill.filters.decontaminate import decontaminate
+@dataclass
+class Outcome:
+    """What the filters decided: positions (in the filters' order of rows) of the rows every
+    filter kept, and per filter the rows it dropped and why."""
 
-        return decontaminate(rows, spec.against, spec.column, spec.method, spec.ngram, spec.threshold)
-    column = spec.column or column
-    if rows and column not in rows[0]:
-        raise InputError(f"input {source} has no column {column!r} for the {name} filter (columns: {', '.join(rows[0])})")
-    if isinstance(spec, Dedup):
-        from distill.filters.minhash import find_duplicates
-
-        duplicates = find_duplicates(texts(rows, column, source, spec.roles), spec.threshold, spec.num_perm, spec.ngram)
-        return [None if d is None else f"near-duplicate of {labels[d]}" for d in duplicates]
-    if isinstance(spec, Rouge):
-        from distill.filters.rouge import NoveltyPool
-
-        outside = [t for source_ in spec.pool for t in _pool_texts(source_, column)]
-        pool = NoveltyPool(outside, spec.threshold)
-        hits = pool.filter(texts(rows, column, source, spec.roles))
-        # The pool holds the outside texts, then the rows kept so far, in order.
-        names = [f"pool text {i}" for i in range(len(outside))] + [labels[i] for i, h in enumerate(hits) if h is None]
-        return [None if h is None else f"ROUGE-L >= {spec.threshold:g} with {names[h]}" for h in hits]
-    options = spec.model_dump(exclude={"column", "file"})
-    if isinstance(spec, Blocklist):
-        words = list(spec.words) + (_read_words(spec.file) if spec.file else [])
-        return quality.blocklist(rows, column, words, spec.roles)
-    function: Callable = getattr(quality, name)
-    return function(rows, column, **options)
+    kept: np.ndarray
+    removed: list[tuple[str, np.ndarray, list[str]]] = field(default_factory=list)
+    counts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_words(path: Path) -> list[str]:
-    from distill.config import read_text_file
+def run_filters(source: Source, plan: FilterFile, where: str) -> Outcome:
+    """Apply the filters in order, each to the rows the earlier ones kept."""
+    import numpy as np
 
-    lines = read_text_file(Path(path), "blocklist", InputError).splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _pool_texts(source: str, column: str) -> list[str]:
-    from distill.inputs import load_splits
-
-    rows = [row for rows in load_splits(source).values() for row in rows]
-    return texts(rows, column if rows and column in rows[0] else next(iter(rows[0]), column), source)
-
-
-def run_filters(splits: dict[str, list[dict[str, Any]]], plan: FilterFile, source: str):
-    """Apply the filters in order. Returns the kept rows per split, the removed rows per
-    split (with removed_by, reason and row), and how many rows each filter removed."""
-    order = sorted(splits, key=lambda s: (not s.startswith("train"), s))
-    rows = [(split, index, row) for split in order for index, row in enumerate(splits[split])]
-    removed: list[tuple[str, dict[str, Any]]] = []
-    counts = []
+    alive = np.arange(len(source))
+    outcome = Outcome(alive)
     for name, spec in plan.filters:
-        labels = [f"{split}/{index}" for split, index, _ in rows]
-        reasons = decide(name, spec, [r for _, _, r in rows], labels, plan.column, source)
-        kept = []
-        for (split, index, row), reason in zip(rows, reasons):
-            if reason is None:
-                kept.append((split, index, row))
-            else:
-                removed.append((split, {**row, "removed_by": name, "reason": reason, "row": f"{split}/{index}"}))
-        counts.append({"name": name, "removed": len(rows) - len(kept)})
-        rows = kept
-    kept_splits = {split: [row for s, _, row in rows if s == split] for split in splits}
-    removed_splits: dict[str, list[dict[str, Any]]] = {}
-    for split, row in removed:
-        removed_splits.setdefault(split, []).append(row)
-    return kept_splits, removed_splits, counts
+        judge = spec.model_copy(update={"column": spec.column or plan.column}) if spec.reads_column else spec.model_copy()
+        rows = source.rows(alive)
+        if judge.reads_column and len(rows) and judge.column not in rows.columns:
+            raise InputError(f"input {where} has no column {judge.column!r} for the {name} filter "
+                             f"(columns: {', '.join(rows.columns)})")
+        dropped: list[int] = []
+        reasons: list[str] = []
+        done = 0
+        for batch in ([rows] if judge.whole or not len(rows) else rows.batches()):
+            why = judge.decide(batch)
+            if len(why) != len(batch):
+                raise RuntimeError(f"the {name} filter judged {len(why)} of {len(batch)} rows")
+            for i, reason in enumerate(why):
+                if reason is not None:
+                    dropped.append(done + i)
+                    reasons.append(reason)
+            done += len(batch)
+        drop = np.array(dropped, np.int64)
+        outcome.removed.append((name, alive[drop], reasons))
+        outcome.counts.append({"name": name, "removed": len(drop)})
+        alive = np.delete(alive, drop)
+    outcome.kept = alive
+    return outcome
 
 
 def filter_dataset(source: str, plan: FilterFile, out: Path, subset: str | None = None) -> list[dict[str, Any]]:
@@ -193,22 +128,26 @@ def filter_dataset(source: str, plan: FilterFile, out: Path, subset: str | None 
     The output (new, empty, or this command's earlier output, which is replaced, in place
     too) is locked while the job runs, and the new dataset is staged and swapped in whole
     at the end: a job that fails leaves the earlier output as it was."""
-    from distill.inputs import load_splits
-    from distill.run import RunDir
+    from distill.filters.rows import WORK, open_source, remove_work
+    from distill.run_dir import RunDir
 
     run = RunDir.open_output(out, "filter")
+    work = run.path / WORK
     try:
-        splits = load_splits(source, subset)
-        if not any(splits.values()):
+        remove_work(work)  # a killed run's
+        data = open_source(source, subset, work)
+        if not len(data):
             raise InputError(f"input {source} is empty")
-        kept, removed, counts = run_filters(splits, plan, source)
-        write_output(run, source, kept, removed, counts, plan)
+        outcome = run_filters(data, plan, source)
+        write_output(run, source, data, outcome, plan, work)
     except BaseException:
+        remove_work(work)
         run.close()
         run.discard_if_empty()  # a folder made for an output that never came
         raise
+    remove_work(work)
     run.close()
-    return counts
+    return outcome.counts
 
 
 def read_plan(path: Path) -> FilterFile:
@@ -223,17 +162,53 @@ def read_plan(path: Path) -> FilterFile:
         raise ConfigError(f"filter plan {path}: {err}") from None
 
 
-def write_output(run, source: str, kept, removed, counts, plan: FilterFile) -> None:
-    from distill.card import Method, public_input, public_value, render_card
-    from distill.export import DEFAULT_CONFIG, Config, write_configs
-    from distill.run import own, read_mark, write_atomic
+def _splits(data: Source, outcome: Outcome, work: Path):
+    """The kept rows per split (the input's order) and the removed ones (with removed_by,
+    reason and row; splits in the order their first row was dropped), as datasets."""
+    import numpy as np
+
+    from distill.filters.rows import write_rows
+
+    where = data.split_of(outcome.kept)
+    kept, schema = {}, None
+    for name in data.names:
+        index = data.splits.index(name)
+        positions = outcome.kept[where == index]
+        if len(positions):
+            kept[name] = write_rows(work / f"kept-{index}.arrow", data, positions, schema)
+            schema = schema or kept[name].data.schema
+    parts: dict[int, list[tuple[str, np.ndarray, list[str]]]] = {}
+    for name, positions, reasons in outcome.removed:
+        splits = data.split_of(positions)
+        for index in dict.fromkeys(splits.tolist()):
+            mine = np.flatnonzero(splits == index)
+            parts.setdefault(index, []).append((name, positions[mine], [reasons[i] for i in mine.tolist()]))
+    removed, schema = {}, None
+    for index, pieces in parts.items():
+        positions = np.concatenate([p for _, p, _ in pieces])
+        offset = int(data.offsets[index])
+        extra = {
+            "removed_by": [name for name, p, _ in pieces for _ in range(len(p))],
+            "reason": [r for _, _, reasons in pieces for r in reasons],
+            "row": [f"{data.splits[index]}/{p - offset}" for p in positions.tolist()],
+        }
+        removed[data.splits[index]] = write_rows(work / f"removed-{index}.arrow", data, positions, schema, extra)
+        schema = schema or removed[data.splits[index]].data.schema
+    return kept, removed
+
+
+def write_output(run, source: str, data: Source, outcome: Outcome, plan: FilterFile, work: Path) -> None:
+    from distill.card import MethodCard, public_input, public_value, render_card
+    from distill.export import DEFAULT_CONFIG, DatasetConfig, write_configs
+    from distill.run_dir import own, read_mark, write_atomic
 
     out = run.path
-    if not any(kept.values()):
+    if not len(outcome.kept):
         raise InputError("the filters removed every row; nothing to write")
-    configs = [Config(DEFAULT_CONFIG, None, {s: rows for s, rows in kept.items() if rows})]
+    kept, removed = _splits(data, outcome, work)
+    configs = [DatasetConfig(DEFAULT_CONFIG, None, kept)]
     if removed:
-        configs.append(Config("removed", None, removed))
+        configs.append(DatasetConfig("removed", None, removed))
     # An earlier output's removed rows do not belong to this one: replaced, or removed at the swap.
     written = write_configs(out, configs, stale=["removed", *(read_mark(out) or {}).get("folders", [])])
     own(out, [c.folder for c in configs])
@@ -241,12 +216,12 @@ def write_output(run, source: str, kept, removed, counts, plan: FilterFile) -> N
     stats = {
         "command": "filter",
         "source": source,
-        "filters": counts,
+        "filters": outcome.counts,
         "splits": {f"{w.config}/{w.split}": w.rows for w in written},
         **{k: source_stats[k] for k in ("tokens", "cost_usd", "models") if k in source_stats},
     }
     run.write_stats(stats)
-    method = Method(
+    method = MethodCard(
         name="Filtered dataset",
         command="distill filter",
         description=f"A filtered copy of {public_input(source)}: the filters below ran in order over every split; "

@@ -29,37 +29,21 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from distill.backends import check_models_have_a_place
 from distill.backends.router import ModelSpec, OptionalModelSpec
-from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig
-from distill.engine import execute
+from distill.config import EngineConfig, cli
 from distill.errors import ConfigError, InputError, RequestRejected
-from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
+from distill.export import SFT_SPLITS, Built, split_dataset
+from distill.generation import execute
 from distill.inputs import load_rows
-from distill.parsing import list_items, same_text
+from distill.items import Outcome
+from distill.methods import GenerationMethod
+from distill.parsing import same_text
 from distill.prompting import render
-from distill.request import Message, Request, Response, SamplingParams
-from distill.runner import Outcome
+from distill.request import Message, Response
 from distill.seeding import derive_seed
+from distill.teacher import Teacher
 
-METHOD = Method(
-    name="CAMEL role-playing dialogues",
-    command="distill generate camel",
-    paper="Li et al. 2023, CAMEL: Communicative Agents for \"Mind\" Exploration of Large Language Model Society",
-    paper_url="https://arxiv.org/abs/2303.17760",
-    description=(
-        "AI Society role-play. The teacher listed assistant roles and user roles (common groups of internet "
-        "users or occupations) and, for each pair of roles taken, tasks the assistant can help the user with; "
-        "a task specifier made each task more specific. Then an AI user and an AI assistant, each under an "
-        "inception prompt that fixes its role and the task, worked on the task: the AI user gave one "
-        "instruction (with an optional input) at a time and the AI assistant answered each with a solution, "
-        "until the AI user declared the task done, a turn limit was reached, or a turn degenerated (roles "
-        "flipped, an empty, repeated or cut-off turn). The user turns are the instructions and the assistant "
-        "turns the solutions."
-    ),
-)
-
-P = "camel"  # the folder of this method's prompts
+PROMPTS = "camel"  # the folder of this method's prompts
 END_TOKEN = "<CAMEL_TASK_DONE>"
 SIDES = ("assistant", "user")
 
@@ -83,25 +67,32 @@ def model_name(spec: ModelSpec | None) -> str | None:
 class CamelConfig(EngineConfig):
     PLAN_FILES: ClassVar[tuple[str, ...]] = ("assistant_roles", "user_roles")
 
-    num_dialogues: int = Field(100, ge=1)
-    assistant_roles: str | None = None  # None: written by the teacher
-    user_roles: str | None = None
-    num_roles: int = Field(50, ge=1, le=1000)
-    tasks_per_pair: int = Field(10, ge=1, le=100)
-    word_limit: int = Field(50, ge=1)
-    max_turns: int = Field(10, ge=1)
-    min_turns: int = Field(1, ge=1)
-    keep_scaffolding: bool = False
-    assistant_model: OptionalModelSpec = None
-    user_model: OptionalModelSpec = None
-    task_model: OptionalModelSpec = None
-    temperature: float = Field(0.7, ge=0, le=2)
-    user_temperature: float = Field(0.7, ge=0, le=2)
-    task_temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(512, ge=1)
-    user_max_new_tokens: int = Field(256, ge=1)
-    task_max_new_tokens: int = Field(512, ge=16)
+    num_dialogues: int = Field(100, ge=1, description="Dialogues to make.", json_schema_extra=cli("-n"))
+    assistant_roles: str | None = Field(None, description="Roles for the AI assistant: a file or dataset (column role or "
+                                        "text).", json_schema_extra=cli(show="written by the teacher"))
+    user_roles: str | None = Field(None, description="Roles for the AI user: a file or dataset (column role or text).",
+                                   json_schema_extra=cli(show="written by the teacher"))
+    num_roles: int = Field(50, ge=1, le=1000, description="Roles the teacher writes per side when no file gives them.")
+    tasks_per_pair: int = Field(10, ge=1, le=100, description="Tasks the teacher lists per (assistant role, user role) pair.")
+    word_limit: int = Field(50, ge=1, description="Most words of a specified task.")
+    max_turns: int = Field(10, ge=1, description="Most exchanges (instruction + solution) per dialogue.")
+    min_turns: int = Field(1, ge=1, description="Drop dialogues with fewer exchanges than this.")
+    keep_scaffolding: bool = Field(False, description="Keep 'Instruction:', 'Input:', 'Solution:' and 'Next request.' in "
+                                   "the turns.")
+    assistant_model: OptionalModelSpec = Field(None, description="Model that plays the AI assistant, "
+                                               "[BACKEND:]MODEL[@URL][#KEY_ENV].", json_schema_extra=cli(show="--model"))
+    user_model: OptionalModelSpec = Field(None, description="Model that plays the AI user.",
+                                          json_schema_extra=cli(show="the assistant model"))
+    task_model: OptionalModelSpec = Field(None, description="Model that writes roles and tasks and specifies tasks.",
+                                          json_schema_extra=cli(show="the assistant model"))
+    temperature: float = Field(0.7, ge=0, le=2, description="AI assistant sampling temperature.")
+    user_temperature: float = Field(0.7, ge=0, le=2, description="AI user sampling temperature.")
+    task_temperature: float = Field(1.0, ge=0, le=2, description="Temperature for role lists, task lists and the task "
+                                    "specifier.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of every request.")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens per solution; a longer one stops the dialogue.")
+    user_max_new_tokens: int = Field(256, ge=1, description="Most tokens per instruction; a longer one stops the dialogue.")
+    task_max_new_tokens: int = Field(512, ge=16, description="Most tokens per role list, task list or specified task.")
 
     @field_validator("min_turns")
     @classmethod
@@ -113,7 +104,7 @@ class CamelConfig(EngineConfig):
 
 
 @dataclass(frozen=True)
-class Plan:
+class RolePlayPlan:
     """One dialogue: indices into the assistant roles, the user roles and the pair's tasks."""
 
     assistant: int
@@ -121,7 +112,7 @@ class Plan:
     task: int
 
 
-def plan_dialogues(config: CamelConfig, assistant_roles: int, user_roles: int) -> list[Plan]:
+def plan_dialogues(config: CamelConfig, assistant_roles: int, user_roles: int) -> list[RolePlayPlan]:
     """Every dialogue's plan, from the seed alone: a resumed run follows the same plan.
 
     Pairs of roles are drawn without repeats and every task of a pair is used, as the paper
@@ -135,7 +126,7 @@ def plan_dialogues(config: CamelConfig, assistant_roles: int, user_roles: int) -
         )
     rng = random.Random(derive_seed(config.seed, "plan"))
     pairs = rng.sample(range(assistant_roles * user_roles), pairs_needed)
-    plans = [Plan(*divmod(pair, user_roles), task) for pair in pairs for task in range(k)][: config.num_dialogues]
+    plans = [RolePlayPlan(*divmod(pair, user_roles), task) for pair in pairs for task in range(k)][: config.num_dialogues]
     rng.shuffle(plans)  # pairs interleaved, so a stopped run has spread over many
     return plans
 
@@ -195,20 +186,13 @@ class Camel:
         self.assistant_model = model_name(config.assistant_model) or client.model
         self.user_model = model_name(config.user_model) or self.assistant_model
         self.task_model = model_name(config.task_model) or self.assistant_model
-
-    async def ask(
-        self, model: str, messages: list[Message], max_tokens: int, temperature: float, *salt, prefix: str | None = None
-    ) -> Response:
-        params = SamplingParams(temperature, self.config.top_p, max_tokens, seed=derive_seed(self.config.seed, *salt))
-        return await self.client.complete(Request.chat(model, messages, params, answer_prefix=prefix))
+        self.teacher = Teacher(client, config.seed, config.top_p)
 
     async def listing(self, template: str, salt: tuple, n: int, **values) -> list[str]:
-        prompt = render(P, template, n=n, **values)
-        reply = await self.ask(
-            self.task_model, [{"role": "user", "content": prompt}], self.config.task_max_new_tokens,
-            self.config.task_temperature, "list", template, *salt, prefix="1.",
-        )
-        return list_items(reply.text, truncated=reply.finish_reason == "length")[:n]
+        prompt = render(PROMPTS, template, n=n, **values)
+        items = await self.teacher.listing(self.task_model, template, prompt, self.config.task_max_new_tokens,
+                                           self.config.task_temperature, *salt)
+        return items[:n]
 
     # -- roles and tasks ---------------------------------------------------------------------
 
@@ -225,18 +209,18 @@ class Camel:
     async def specify(self, dialogue_id: str, assistant_role: str, user_role: str, task: str) -> str:
         """The task made more specific; the original task when the specifier gives nothing usable."""
         messages = [
-            {"role": "system", "content": render(P, "specify_system.j2")},
-            {"role": "user", "content": render(P, "specify.j2", assistant_role=assistant_role, user_role=user_role,
+            {"role": "system", "content": render(PROMPTS, "specify_system.j2")},
+            {"role": "user", "content": render(PROMPTS, "specify.j2", assistant_role=assistant_role, user_role=user_role,
                                                task=task, word_limit=self.config.word_limit)},
         ]
-        reply = await self.ask(self.task_model, messages, self.config.task_max_new_tokens,
+        reply = await self.teacher.ask(self.task_model, messages, self.config.task_max_new_tokens,
                                self.config.task_temperature, "specify", dialogue_id)
         specified = SPECIFIED_LABEL.sub("", reply.text.strip(), count=1).strip()
         return specified if specified and reply.finish_reason != "length" else task
 
     # -- the dialogue ------------------------------------------------------------------------
 
-    async def dialogue(self, dialogue_id: str, plan: Plan) -> dict[str, Any]:
+    async def dialogue(self, dialogue_id: str, plan: RolePlayPlan) -> dict[str, Any]:
         record = {"assistant_role": "", "user_role": "", "original_task": "", "specified_task": "",
                   "messages": [], "num_turns": 0, "stop_reason": "no_task",
                   "assistant_model": self.assistant_model, "user_model": self.user_model}
@@ -260,15 +244,15 @@ class Camel:
         """The AI user instructs, the AI assistant solves, turn by turn, until the task is done
         or a turn degenerates. The dialogue always ends on a complete solution (or is empty)."""
         roles = {"assistant_role": assistant_role, "user_role": user_role, "task": task}
-        assistant_system = [{"role": "system", "content": render(P, "assistant_system.j2", **roles)}]
+        assistant_system = [{"role": "system", "content": render(PROMPTS, "assistant_system.j2", **roles)}]
         user_opening = [
-            {"role": "system", "content": render(P, "user_system.j2", end_token=END_TOKEN, **roles)},
-            {"role": "user", "content": render(P, "kickoff.j2")},
+            {"role": "system", "content": render(PROMPTS, "user_system.j2", end_token=END_TOKEN, **roles)},
+            {"role": "user", "content": render(PROMPTS, "kickoff.j2")},
         ]
         messages: list[Message] = []
         try:
             for turn in range(self.config.max_turns):
-                reply = await self.ask(self.user_model, user_opening + perspective(messages, "user"),
+                reply = await self.teacher.ask(self.user_model, user_opening + perspective(messages, "user"),
                                        self.config.user_max_new_tokens, self.config.user_temperature,
                                        "user", dialogue_id, turn)
                 instruction = reply.text.strip()
@@ -276,7 +260,7 @@ class Camel:
                 if problem:
                     return messages, problem
                 exchange = messages + [{"role": "user", "content": instruction}]
-                reply = await self.ask(self.assistant_model, assistant_system + perspective(exchange, "assistant"),
+                reply = await self.teacher.ask(self.assistant_model, assistant_system + perspective(exchange, "assistant"),
                                        self.config.max_new_tokens, self.config.temperature,
                                        "assistant", dialogue_id, turn)
                 solution = reply.text.strip()
@@ -402,8 +386,35 @@ def run(config: CamelConfig) -> Outcome:
 
     def build(records: list[dict[str, Any]]) -> Built:
         rows, filters, notes = postprocess(records, config)
-        train, test = train_test_split(rows, config.test_size, config.seed) if rows else ([], [])
-        splits = {"train_sft": train, **({"test_sft": test} if test else {})}
-        return Built([Config(DEFAULT_CONFIG, features, splits)], filters, notes)
+        return split_dataset(rows, features, config.test_size, config.seed, SFT_SPLITS, filters=filters, notes=notes)
 
-    return execute("generate camel", config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, METHOD, models)
+    return execute(METHOD, config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, models)
+
+
+METHOD = GenerationMethod(
+    command="generate camel",
+    config=CamelConfig,
+    run=run,
+    help="CAMEL role-play dialogues (Li et al. 2023), AI Society setting, for supervised fine-tuning.\n\n"
+         "The teacher lists assistant roles, user roles and, per pair of roles, tasks; a task is made specific, then an "
+         "AI user instructs an AI assistant step by step under inception prompts until the task is done. Writes "
+         "train_sft/test_sft splits with the columns of HuggingFaceH4/ultrachat_200k plus roles and tasks.",
+    title="CAMEL role-playing dialogues",
+    paper="Li et al. 2023, CAMEL: Communicative Agents for \"Mind\" Exploration of Large Language Model Society",
+    paper_url="https://arxiv.org/abs/2303.17760",
+    description=(
+        "AI Society role-play. The teacher listed assistant roles and user roles (common groups of internet "
+        "users or occupations) and, for each pair of roles taken, tasks the assistant can help the user with; "
+        "a task specifier made each task more specific. Then an AI user and an AI assistant, each under an "
+        "inception prompt that fixes its role and the task, worked on the task: the AI user gave one "
+        "instruction (with an optional input) at a time and the AI assistant answered each with a solution, "
+        "until the AI user declared the task done, a turn limit was reached, or a turn degenerated (roles "
+        "flipped, an empty, repeated or cut-off turn). The user turns are the instructions and the assistant "
+        "turns the solutions."
+    ),
+    made="dialogues made",
+    next_step="look at them with `distill stats {out}`; clean them with `distill filter dedup {out} -o {out}-clean`; "
+              "train on them with `distill train sft`",
+    schema="DIALOGUE",
+    prompts=PROMPTS,
+)

@@ -11,22 +11,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig, InputConfig
-from distill.engine import execute
+from distill.config import EngineConfig, InputConfig, cli
 from distill.errors import InputError
-from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
+from distill.export import Built, split_dataset
+from distill.generation import execute
 from distill.inputs import check_prompt, load_input, pick_column
+from distill.items import Outcome
+from distill.methods import GenerationMethod
 from distill.request import Message, Request, SamplingParams
-from distill.runner import Outcome
 from distill.seeding import derive_seed
-
-METHOD = Method(
-    name="Completions",
-    command="distill generate completions",
-    description="Each prompt of the input was answered by the teacher model, once per sample.",
-)
 
 
 def prompt_text(prompt: str | list[Message]) -> str:
@@ -85,18 +79,19 @@ async def answer(
     }
 
 
-class CompletionsConfig(EngineConfig, InputConfig):
-    column: str | None = None
-    mode: Literal["chat", "text"] = "chat"
-    system: str | None = None
-    samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(512, ge=1)
-    stop: list[str] = Field(default_factory=list)
-
-
 PROMPT_COLUMNS = ("prompt", "messages", "instruction", "text", "question")
+
+
+class CompletionsConfig(EngineConfig, InputConfig):
+    column: str | None = Field(None, description="Column holding the prompt (a string) or chat (a list of messages).",
+                               json_schema_extra=cli(show=", ".join(PROMPT_COLUMNS)))
+    mode: Literal["chat", "text"] = Field("chat", description="chat: chat requests; text: plain completions for base models.")
+    system: str | None = Field(None, description="System prompt for every chat.")
+    samples: int = Field(1, ge=1, description="Responses per prompt.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the share of probability mass sampled from.")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens per response.")
+    stop: list[str] = Field(default_factory=list, description="Stop sequence; repeatable.")
 
 
 def run(config: CompletionsConfig) -> Outcome:
@@ -122,7 +117,22 @@ def run(config: CompletionsConfig) -> Outcome:
         from distill.schemas import COMPLETION
 
         rows = [{k: v for k, v in r.items() if k != "id"} for r in records]
-        train, test = train_test_split(rows, config.test_size, config.seed)
-        return Built([Config(DEFAULT_CONFIG, COMPLETION, {"train": train, **({"test": test} if test else {})})])
+        return split_dataset(rows, COMPLETION, config.test_size, config.seed)
 
-    return execute("generate completions", config, items, make_work, build, METHOD)
+    return execute(METHOD, config, items, make_work, build)
+
+
+METHOD = GenerationMethod(
+    command="generate completions",
+    config=CompletionsConfig,
+    run=run,
+    help="Answer every prompt (or chat) of an input column with the chosen backend and model.\n\n"
+         "Writes a dataset of prompt, response, finish reason and token usage to RUN_DIR/data/. With no backend and "
+         "no endpoint configured it runs the embedded llama.cpp model (Gemma 3 270M, a small base model: for demos "
+         "and tests, not production data).",
+    title="Completions",
+    description="Each prompt of the input was answered by the teacher model, once per sample.",
+    made="completions made",
+    next_step="look at them with `distill stats {out}`",
+    schema="COMPLETION",
+)

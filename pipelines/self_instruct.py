@@ -31,63 +31,55 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from distill.backends import choose_backend
-from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig
-from distill.engine import execute
+from distill.config import EngineConfig, cli
 from distill.errors import InputError, RequestRejected
-from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
-from distill.filters.rouge import NoveltyPool
+from distill.export import Built, split_dataset
+from distill.generation import execute
 from distill.inputs import load_rows, pick_column
+from distill.items import Outcome
+from distill.methods import GenerationMethod
 from distill.parsing import list_items
 from distill.prompting import render, word_list
 from distill.request import Request, Response, SamplingParams
-from distill.runner import Outcome
 from distill.seeding import derive_seed, rng_for
 
-METHOD = Method(
-    name="Self-Instruct",
-    command="distill generate self-instruct",
-    paper="Wang et al. 2023, Self-Instruct: Aligning Language Models with Self-Generated Instructions",
-    paper_url="https://arxiv.org/abs/2212.10560",
-    description=(
-        "Instructions bootstrapped from a small set of human-written seed tasks: each prompt shows "
-        "tasks from the seeds and from what the model already wrote and asks for more; a new "
-        "instruction was kept only if it passed heuristic filters and its ROUGE-L similarity with "
-        "every instruction kept so far stayed below a threshold. The model then decided whether each "
-        "instruction is a classification task and wrote instances for it (input first, or class label "
-        "first for classification tasks); invalid, duplicate and conflicting instances were dropped."
-    ),
-)
-
-P = "self_instruct"  # the folder of this method's prompts
+PROMPTS = "self_instruct"  # the folder of this method's prompts
 PromptStyle = Literal["auto", "chat", "completion"]
 
 
 class SelfInstructConfig(EngineConfig):
     PLAN_FILES: ClassVar[tuple[str, ...]] = ("seeds",)
 
-    num_instructions: int = Field(100, ge=1)
-    seeds: str | None = None  # None: the seed tasks shipped with distill
-    include_seeds: bool = False
-    human_per_prompt: int = Field(6, ge=1)
-    machine_per_prompt: int = Field(2, ge=0)
-    list_length: int = Field(16, ge=2, le=99)  # the list each bootstrap prompt asks the model to fill
-    batch_size: int = Field(8, ge=1)  # bootstrap prompts per round
-    patience: int = Field(10, ge=1)  # rounds in a row without a new instruction before giving up
-    rouge_threshold: float = Field(0.7, gt=0, le=1)
-    min_words: int = Field(4, ge=1)
-    max_words: int = Field(150, ge=1)
-    unsuited_keywords: list[str] = Field(default_factory=lambda: word_list(P, "unsuited_keywords.txt"))
-    max_instances: int = Field(5, ge=1)
-    prompt_style: PromptStyle = "auto"  # auto: completion on llamacpp (a base model), else chat
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(0.5, gt=0, le=1)
-    presence_penalty: float | None = Field(2.0, ge=-2, le=2)
-    max_new_tokens: int = Field(1024, ge=16)
-    instance_temperature: float = Field(0.0, ge=0, le=2)
-    instance_presence_penalty: float | None = Field(1.5, ge=-2, le=2)
-    instance_max_new_tokens: int = Field(350, ge=16)
+    num_instructions: int = Field(100, ge=1, description="New instructions to bootstrap.", json_schema_extra=cli("-n"))
+    seeds: str | None = Field(None, description="Seed tasks: a file or dataset with an instruction column "
+                              "(Self-Instruct's seed_tasks.jsonl works as is).", json_schema_extra=cli(show="25 built in"))
+    include_seeds: bool = Field(False, description="Put the seed tasks' own instances in the dataset too.")
+    human_per_prompt: int = Field(6, ge=1, description="Seed tasks shown in each bootstrap prompt.")
+    machine_per_prompt: int = Field(2, ge=0, description="Model-written tasks shown in each bootstrap prompt.")
+    list_length: int = Field(16, ge=2, le=99, description="Length of the task list the model is asked to complete.")
+    batch_size: int = Field(8, ge=1, description="Bootstrap prompts per round.")
+    patience: int = Field(10, ge=1, description="Stop bootstrapping after this many rounds in a row without a new "
+                          "instruction.")
+    rouge_threshold: float = Field(0.7, gt=0, le=1, description="Keep a new instruction only if its ROUGE-L with every "
+                                   "kept one is below this.")
+    min_words: int = Field(4, ge=1, description="Shortest instruction kept, in words.")
+    max_words: int = Field(150, ge=1, description="Longest instruction kept, in words.")
+    unsuited_keywords: list[str] = Field(
+        default_factory=lambda: word_list(PROMPTS, "unsuited_keywords.txt"),
+        description="Drop instructions with this word; repeatable, replaces the built-in list.",
+        json_schema_extra=cli(show="image, graph, file, map, draw, plot and others"))
+    max_instances: int = Field(5, ge=1, description="Most instances kept per instruction.")
+    prompt_style: PromptStyle = Field(
+        "auto", description="completion: plain prompts a base model continues (as the paper did with GPT-3); chat: one "
+        "user message; auto: completion on llamacpp, else chat.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Bootstrap sampling temperature.")
+    top_p: float = Field(0.5, gt=0, le=1, description="Bootstrap nucleus sampling.")
+    presence_penalty: float | None = Field(2.0, ge=-2, le=2, description="Bootstrap presence penalty, as the paper.")
+    max_new_tokens: int = Field(1024, ge=16, description="Most tokens per bootstrap reply.")
+    instance_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature of the instances.")
+    instance_presence_penalty: float | None = Field(1.5, ge=-2, le=2, description="Presence penalty of the instances.")
+    instance_max_new_tokens: int = Field(350, ge=16, description="Most tokens per reply with instances.")
 
     @field_validator("shard")
     @classmethod
@@ -192,7 +184,7 @@ def parse_classification(text: str) -> bool | None:
 def demonstration_texts(template: str) -> frozenset[str]:
     """The inputs and outputs the instance prompt shows as its examples (of three words or
     more: a class label or a short number may well recur), casefolded."""
-    shown = render(P, template, chat=False, instruction="")
+    shown = render(PROMPTS, template, chat=False, instruction="")
     parse = parse_output_first if template == "instances_output_first.j2" else parse_input_first
     texts = set()
     for block in re.split(r"^Task:.*$", shown, flags=re.MULTILINE):
@@ -238,6 +230,10 @@ class Bootstrap:
         self.config = config
         self.pipeline = pipeline
         self.seeds = [seed.instruction for seed in seeds]
+        from distill.filters.rouge import (
+            NoveltyPool,  # numpy, only when a bootstrap runs
+        )
+
         self.pool = NoveltyPool(self.seeds, threshold=config.rouge_threshold)
         self.keywords = keyword_pattern(config.unsuited_keywords)
         self.machine: list[tuple[str, int, dict]] = []  # instruction, round, the counters when it was accepted
@@ -307,9 +303,9 @@ class SelfInstruct:
         """A prompt in the run's style: plain text the model continues (on a new line if
         `new_line`, with `stop`), or one user message."""
         if self.style == "completion":
-            prompt = render(P, template, chat=False, **values) + ("\n" if new_line else "")
+            prompt = render(PROMPTS, template, chat=False, **values) + ("\n" if new_line else "")
             return await self.client.complete(Request.text(self.model, prompt, replace(params, stop=stop)))
-        prompt = render(P, template, chat=True, **values)
+        prompt = render(PROMPTS, template, chat=True, **values)
         return await self.client.complete(Request.chat(self.model, [{"role": "user", "content": prompt}], params))
 
     async def new_tasks(self, tasks: list[str], round_: int, prompt: int) -> Response:
@@ -374,7 +370,7 @@ def load_seeds(config: SelfInstructConfig) -> list[SeedTask]:
         import json
         from importlib import resources
 
-        text = resources.files("distill.prompts").joinpath(P, "seed_tasks.jsonl").read_text(encoding="utf-8")
+        text = resources.files("distill.prompts").joinpath(PROMPTS, "seed_tasks.jsonl").read_text(encoding="utf-8")
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not rows:
         raise InputError(f"seed tasks {source} are empty")
@@ -454,13 +450,38 @@ def run(config: SelfInstructConfig) -> Outcome:
 
     def build(records: list[dict[str, Any]]) -> Built:
         rows, filters, notes = build_rows(records, seeds, config)
-        train, test = train_test_split(rows, config.test_size, config.seed) if rows else ([], [])
-        splits = {"train": train, **({"test": test} if test else {})}
         card_notes = []
         if notes["bootstrap_exhausted"]:
             card_notes.append(f"The bootstrap gave out after {notes['bootstrap_rounds']} rounds: "
                               f"{notes['instructions']} of the {config.num_instructions} instructions asked for were made.")
-        return Built([Config(DEFAULT_CONFIG, features, splits)], filters, notes, card_notes)
+        return split_dataset(rows, features, config.test_size, config.seed, filters=filters, notes=notes,
+                             card_notes=card_notes)
 
-    return execute("generate self-instruct", config, [(str(i), i) for i in range(config.num_instructions)],
-                   make_work, build, METHOD)
+    return execute(METHOD, config, [(str(i), i) for i in range(config.num_instructions)], make_work, build)
+
+
+METHOD = GenerationMethod(
+    command="generate self-instruct",
+    config=SelfInstructConfig,
+    run=run,
+    help="Self-Instruct (Wang et al. 2023): bootstrap instructions and their instances from seed tasks.\n\n"
+         "Writes a train split with instruction, input, output, is_classification and messages (one row per instance). "
+         "With no backend and no endpoint it runs the embedded llama.cpp model with completion-style prompts, as the "
+         "paper did with a base model.",
+    title="Self-Instruct",
+    paper="Wang et al. 2023, Self-Instruct: Aligning Language Models with Self-Generated Instructions",
+    paper_url="https://arxiv.org/abs/2212.10560",
+    description=(
+        "Instructions bootstrapped from a small set of human-written seed tasks: each prompt shows "
+        "tasks from the seeds and from what the model already wrote and asks for more; a new "
+        "instruction was kept only if it passed heuristic filters and its ROUGE-L similarity with "
+        "every instruction kept so far stayed below a threshold. The model then decided whether each "
+        "instruction is a classification task and wrote instances for it (input first, or class label "
+        "first for classification tasks); invalid, duplicate and conflicting instances were dropped."
+    ),
+    made="instructions made",
+    next_step="look at them with `distill stats {out}`; train on them with `distill train sft`",
+    schema="SELF_INSTRUCT",
+    shards=False,  # the bootstrap is one sequence of rounds
+    prompts=PROMPTS,
+)

@@ -29,36 +29,21 @@ from pydantic import Field, field_validator, model_validator
 
 from distill.backends import check_models_have_a_place
 from distill.backends.router import OptionalModelSpec
-from distill.card import Method
 from distill.client import Client
-from distill.config import EngineConfig
-from distill.engine import execute
+from distill.config import EngineConfig, cli
 from distill.errors import InputError
-from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
+from distill.export import SFT_SPLITS, Built, split_dataset
+from distill.generation import execute
 from distill.inputs import load_rows, pick_column
-from distill.parsing import list_items, same_text
+from distill.items import Outcome
+from distill.methods import GenerationMethod
+from distill.parsing import parse_weights, same_text
 from distill.prompting import names, patterns, render, word_list
-from distill.request import Message, Request, Response, SamplingParams
-from distill.runner import Outcome
+from distill.request import Message, Response
 from distill.seeding import derive_seed, rng_for
+from distill.teacher import Teacher
 
-METHOD = Method(
-    name="UltraChat multi-turn dialogues",
-    command="distill generate ultrachat",
-    paper="Ding et al. 2023, Enhancing Chat Language Models by Scaling High-quality Instructional Conversations",
-    paper_url="https://arxiv.org/abs/2305.14233",
-    description=(
-        "Opening requests come from three sectors: questions about the world (meta-topic, then "
-        "subtopics, then questions, each written by the teacher), creation and generation (writing "
-        "requests for kinds of material, some rewritten in more detail) and assistance on existing "
-        "materials (a text with a task). For each, an assistant model answers and a user-simulator "
-        "model writes the next user turn, for a seeded number of rounds. Dialogues with an assistant "
-        "that disowns emotions or opinions or calls itself a language model were dropped, and turns "
-        "starting in lower case were recased, as in ultrachat_200k."
-    ),
-)
-
-P = "ultrachat"  # the folder of this method's prompts
+PROMPTS = "ultrachat"  # the folder of this method's prompts
 SECTORS = ("world", "creation", "materials")
 DEFAULT_MIX = {"world": 0.5, "creation": 0.3, "materials": 0.2}
 MATERIAL_CHARS = 3000  # longer texts are cut at a word boundary to fit small context windows
@@ -66,22 +51,9 @@ MATERIAL_CHARS = 3000  # longer texts are cut at a word boundary to fit small co
 
 def parse_mix(value: Any) -> dict[str, float]:
     """`world=0.5,creation=0.3,materials=0.2` (or a mapping) -> normalised weights."""
-    if isinstance(value, str):
-        pairs = {}
-        for part in value.split(","):
-            name, sep, weight = part.partition("=")
-            try:
-                pairs[name.strip()] = float(weight) if sep else math.nan
-            except ValueError:
-                pairs[name.strip()] = math.nan
-        value = pairs
-    unknown = [name for name in value if name not in SECTORS]
-    if unknown:
-        raise ValueError(f"unknown sector {unknown[0]!r} (sectors: {', '.join(SECTORS)})")
-    if any(not (isinstance(w, (int, float)) and w >= 0) for w in value.values()) or not sum(value.values()):
-        raise ValueError("give each sector a weight >= 0, as world=0.5,creation=0.3,materials=0.2")
-    total = sum(value.values())
-    return {name: value[name] / total for name in SECTORS if value.get(name)}
+    weights = parse_weights(value, SECTORS, "sector", "world=0.5,creation=0.3,materials=0.2")
+    total = sum(weights.values())
+    return {name: weights[name] / total for name in SECTORS if weights.get(name)}
 
 
 def parse_rounds(value: Any) -> tuple[int, int]:
@@ -103,28 +75,43 @@ def parse_rounds(value: Any) -> tuple[int, int]:
 class UltraChatConfig(EngineConfig):
     PLAN_FILES: ClassVar[tuple[str, ...]] = ("topics", "materials")
 
-    num_dialogues: int = Field(100, ge=1)
-    sectors: dict[str, float] | None = None  # None: DEFAULT_MIX, without materials if no corpus
-    topics: str | None = None
-    materials: str | None = None
-    materials_column: str = "text"
-    world_rounds: tuple[int, int] = (3, 7)
-    creation_rounds: tuple[int, int] = (2, 4)
-    materials_rounds: tuple[int, int] = (2, 4)
-    subtopics: int = Field(10, ge=1, le=100)
-    detail_share: float = Field(0.3, ge=0, le=1)
-    assistant_model: OptionalModelSpec = None
-    user_model: OptionalModelSpec = None
-    system: str | None = None
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(512, ge=1)
-    user_temperature: float = Field(1.0, ge=0, le=2)
-    user_max_new_tokens: int = Field(256, ge=1)
-    list_max_new_tokens: int = Field(512, ge=16)
-    min_turns: int = Field(1, ge=1)
-    disclaimer_patterns: list[str] = Field(default_factory=lambda: word_list(P, "assistant_disclaimers.txt"))
-    user_as_assistant_patterns: list[str] = Field(default_factory=lambda: word_list(P, "user_as_assistant.txt"))
+    num_dialogues: int = Field(100, ge=1, description="Dialogues to make.", json_schema_extra=cli("-n"))
+    sectors: dict[str, float] | None = Field(
+        None, description="Mix of sectors, e.g. world=0.5,creation=0.3,materials=0.2.",
+        json_schema_extra=cli(show="world=0.5,creation=0.3,materials=0.2; world=0.625,creation=0.375 without --materials"))
+    topics: str | None = Field(None, description="Meta-topics for the world sector: a file or dataset (column topic or "
+                               "text).", json_schema_extra=cli(show="30 built in"))
+    materials: str | None = Field(None, description="Corpus for the materials sector: a file, saved dataset or Hub id.")
+    materials_column: str = Field("text", description="Column of the corpus holding the text.")
+    world_rounds: tuple[int, int] = Field((3, 7), description="Rounds (user turn + answer) of a world dialogue, LOW-HIGH.",
+                                          json_schema_extra=cli(show="3-7"))
+    creation_rounds: tuple[int, int] = Field((2, 4), description="Rounds of a creation dialogue, LOW-HIGH.",
+                                             json_schema_extra=cli(show="2-4"))
+    materials_rounds: tuple[int, int] = Field((2, 4), description="Rounds of a materials dialogue, LOW-HIGH.",
+                                              json_schema_extra=cli(show="2-4"))
+    subtopics: int = Field(10, ge=1, le=100, description="Subtopics asked per meta-topic.")
+    detail_share: float = Field(0.3, ge=0, le=1, description="Share of creation requests rewritten in more detail.")
+    assistant_model: OptionalModelSpec = Field(None, description="Model that answers, [BACKEND:]MODEL[@URL][#KEY_ENV].",
+                                               json_schema_extra=cli(show="--model"))
+    user_model: OptionalModelSpec = Field(None, description="Model that plays the user.",
+                                          json_schema_extra=cli(show="the assistant model"))
+    system: str | None = Field(None, description="System prompt for the assistant.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Assistant and list sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the assistant and the lists.")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens per assistant answer; a longer one stops the dialogue.")
+    user_temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the simulated user.")
+    user_max_new_tokens: int = Field(256, ge=1, description="Most tokens per simulated user turn.")
+    list_max_new_tokens: int = Field(512, ge=16, description="Most tokens per generated list of subtopics, questions or "
+                                     "requests.")
+    min_turns: int = Field(1, ge=1, description="Drop dialogues with fewer rounds than this.")
+    disclaimer_patterns: list[str] = Field(
+        default_factory=lambda: word_list(PROMPTS, "assistant_disclaimers.txt"),
+        description="Regex: an assistant turn matching it drops the dialogue; repeatable, replaces the built-in list.",
+        json_schema_extra=cli(show="the patterns of ultrachat_200k"))
+    user_as_assistant_patterns: list[str] = Field(
+        default_factory=lambda: word_list(PROMPTS, "user_as_assistant.txt"),
+        description="Regex: a user turn matching it is the user model answering as the assistant; repeatable, "
+        "replaces the built-in list.", json_schema_extra=cli(show="built in"))
 
     @field_validator("sectors", mode="before")
     @classmethod
@@ -160,7 +147,7 @@ class UltraChatConfig(EngineConfig):
 
 
 @dataclass(frozen=True)
-class Plan:
+class DialoguePlan:
     """Where one dialogue's opening request comes from, and how many rounds it may last."""
 
     sector: str
@@ -182,10 +169,10 @@ def allocate(n: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def plan_dialogues(config: UltraChatConfig, topics: list[str], kinds: list[str], texts: list[str], tasks: list[str]) -> list[Plan]:
+def plan_dialogues(config: UltraChatConfig, topics: list[str], kinds: list[str], texts: list[str], tasks: list[str]) -> list[DialoguePlan]:
     """Every dialogue's plan, from the seed alone: a resumed run follows the same plan."""
     counts = allocate(config.num_dialogues, config.sectors)
-    plans: list[Plan] = []
+    plans: list[DialoguePlan] = []
 
     def rounds(sector: str, key: object) -> int:
         return rng_for(config.seed, "rounds", sector, key).randint(*config.rounds(sector))
@@ -196,21 +183,21 @@ def plan_dialogues(config: UltraChatConfig, topics: list[str], kinds: list[str],
         slots = [(t, s, q) for t in range(len(topics)) for s in range(k) for q in range(per_subtopic)]
         random.Random(derive_seed(config.seed, "world")).shuffle(slots)
         for t, s, q in slots[: counts["world"]]:
-            plans.append(Plan("world", topics[t], rounds("world", (t, s, q)), s, per_subtopic, q))
+            plans.append(DialoguePlan("world", topics[t], rounds("world", (t, s, q)), s, per_subtopic, q))
     if counts.get("creation"):
         per_kind = max(1, math.ceil(counts["creation"] / len(kinds)))
         slots = [(kind, j) for kind in range(len(kinds)) for j in range(per_kind)]
         random.Random(derive_seed(config.seed, "creation")).shuffle(slots)
         for kind, j in slots[: counts["creation"]]:
             detailed = rng_for(config.seed, "detail", kind, j).random() < config.detail_share
-            plans.append(Plan("creation", kinds[kind], rounds("creation", (kind, j)), j, per_kind, detailed=detailed))
+            plans.append(DialoguePlan("creation", kinds[kind], rounds("creation", (kind, j)), j, per_kind, detailed=detailed))
     if counts.get("materials"):
         order = list(range(len(texts)))
         random.Random(derive_seed(config.seed, "materials")).shuffle(order)
         for k in range(counts["materials"]):
             text = order[k % len(order)]
             task = rng_for(config.seed, "task", k).choice(tasks)
-            plans.append(Plan("materials", task, rounds("materials", k), text))
+            plans.append(DialoguePlan("materials", task, rounds("materials", k), text))
     # Interleave the sectors, so any prefix of the run (-n smaller, a stopped run) is a mix.
     random.Random(derive_seed(config.seed, "order")).shuffle(plans)
     return plans
@@ -231,24 +218,15 @@ class UltraChat:
         self.assistant_model = config.assistant_model.model if config.assistant_model else client.model
         self.user_model = config.user_model.model if config.user_model else self.assistant_model
         self.user_as_assistant = patterns(config.user_as_assistant_patterns)
-
-    async def ask(
-        self, model: str, messages: list[Message], max_tokens: int, temperature: float, *salt, prefix: str | None = None
-    ) -> Response:
-        params = SamplingParams(temperature, self.config.top_p, max_tokens, seed=derive_seed(self.config.seed, *salt))
-        return await self.client.complete(Request.chat(model, messages, params, answer_prefix=prefix))
+        self.teacher = Teacher(client, config.seed, config.top_p)
 
     async def listing(self, template: str, salt: tuple, **values) -> list[str]:
-        prompt = render(P, template, **values)
-        reply = await self.ask(
-            self.assistant_model, [{"role": "user", "content": prompt}], self.config.list_max_new_tokens,
-            self.config.temperature, "list", template, *salt, prefix="1.",
-        )
-        return list_items(reply.text, truncated=reply.finish_reason == "length")
+        return await self.teacher.listing(self.assistant_model, template, render(PROMPTS, template, **values),
+                                          self.config.list_max_new_tokens, self.config.temperature, *salt)
 
     # -- opening requests, one level at a time ------------------------------------------
 
-    async def opening(self, plan: Plan) -> str | None:
+    async def opening(self, plan: DialoguePlan) -> str | None:
         if plan.sector == "world":
             subtopics = await self.listing("world_subtopics.j2", (plan.topic,), n=self.config.subtopics, topic=plan.topic)
             if not subtopics:
@@ -264,17 +242,17 @@ class UltraChat:
             request = requests[plan.index % len(requests)]
             if not plan.detailed:
                 return request
-            prompt = render(P, "creation_detail.j2", instruction=request)
-            reply = await self.ask(self.assistant_model, [{"role": "user", "content": prompt}],
+            prompt = render(PROMPTS, "creation_detail.j2", instruction=request)
+            reply = await self.teacher.ask(self.assistant_model, [{"role": "user", "content": prompt}],
                                    self.config.user_max_new_tokens, self.config.temperature, "detail", request)
             detailed = clean_turn(reply.text, "user")
             return detailed if detailed and reply.finish_reason != "length" else request
         text = self.texts[plan.index]
-        return render(P, f"materials/{plan.topic}.j2", text=text)
+        return render(PROMPTS, f"materials/{plan.topic}.j2", text=text)
 
     # -- the dialogue ---------------------------------------------------------------------
 
-    async def dialogue(self, dialogue_id: str, plan: Plan) -> dict[str, Any]:
+    async def dialogue(self, dialogue_id: str, plan: DialoguePlan) -> dict[str, Any]:
         opening = await self.opening(plan)
         messages: list[Message] = []
         stop = "no_opening"
@@ -298,7 +276,7 @@ class UltraChat:
         system = [{"role": "system", "content": self.config.system}] if self.config.system else []
         messages: list[Message] = [{"role": "user", "content": opening}]
         for turn in range(rounds):
-            reply = await self.ask(self.assistant_model, system + messages, self.config.max_new_tokens,
+            reply = await self.teacher.ask(self.assistant_model, system + messages, self.config.max_new_tokens,
                                    self.config.temperature, "assistant", dialogue_id, turn)
             answer = clean_turn(reply.text, "assistant")
             problem = self.bad_answer(answer, reply, messages)
@@ -307,10 +285,10 @@ class UltraChat:
             messages.append({"role": "assistant", "content": answer})
             if turn == rounds - 1:
                 break
-            transcript = render(P, "user_turn.j2", messages=messages)
-            reply = await self.ask(
+            transcript = render(PROMPTS, "user_turn.j2", messages=messages)
+            reply = await self.teacher.ask(
                 self.user_model,
-                [{"role": "system", "content": render(P, "user_system.j2")}, {"role": "user", "content": transcript}],
+                [{"role": "system", "content": render(PROMPTS, "user_system.j2")}, {"role": "user", "content": transcript}],
                 self.config.user_max_new_tokens, self.config.user_temperature, "user", dialogue_id, turn,
             )
             question = clean_turn(reply.text, "user")
@@ -408,7 +386,7 @@ def load_texts(config: UltraChatConfig) -> list[str]:
 
 def load_topics(config: UltraChatConfig) -> list[str]:
     if config.topics is None:
-        return word_list(P, "meta_topics.txt")
+        return word_list(PROMPTS, "meta_topics.txt")
     rows = load_rows(config.topics)
     if not rows:
         raise InputError(f"topics {config.topics} is empty")
@@ -426,8 +404,8 @@ def run(config: UltraChatConfig) -> Outcome:
 
     check_models_have_a_place(config, {"--assistant-model": config.assistant_model, "--user-model": config.user_model})
     texts = load_texts(config) if config.materials else []
-    tasks = [name.removesuffix(".j2") for name in names(P, "materials")]
-    plans = plan_dialogues(config, load_topics(config), word_list(P, "creation_kinds.txt"), texts, tasks)
+    tasks = [name.removesuffix(".j2") for name in names(PROMPTS, "materials")]
+    plans = plan_dialogues(config, load_topics(config), word_list(PROMPTS, "creation_kinds.txt"), texts, tasks)
     features = with_provenance(DIALOGUE, **{k: Value("int64" if k == "num_turns" else "string") for k in PROVENANCE})
 
     def make_work(client: Client):
@@ -436,14 +414,40 @@ def run(config: UltraChatConfig) -> Outcome:
 
     def build(records: list[dict[str, Any]]) -> Built:
         rows, filters, notes = postprocess(records, config)
-        train, test = train_test_split(rows, config.test_size, config.seed) if rows else ([], [])
-        splits = {"train_sft": train, **({"test_sft": test} if test else {})}
-        return Built([Config(DEFAULT_CONFIG, features, splits)], filters, notes)
+        return split_dataset(rows, features, config.test_size, config.seed, SFT_SPLITS, filters=filters, notes=notes)
 
-    return execute("generate ultrachat", config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, METHOD,
-                   models_of(config))
+    return execute(METHOD, config, [(str(i), plan) for i, plan in enumerate(plans)], make_work, build, models_of(config))
 
 
 def models_of(config: UltraChatConfig) -> list:
     """The models the run asks: the assistant and the simulated user."""
     return [config.assistant_model, config.user_model or config.assistant_model]
+
+
+METHOD = GenerationMethod(
+    command="generate ultrachat",
+    config=UltraChatConfig,
+    run=run,
+    help="UltraChat-style multi-turn dialogues (Ding et al. 2023) for supervised fine-tuning.\n\n"
+         "Opening requests from three sectors (questions about the world, creation and generation, assistance on "
+         "existing materials), then a dialogue between an assistant model and a user-simulator model. Writes "
+         "train_sft/test_sft splits with the columns of HuggingFaceH4/ultrachat_200k. With no backend and no endpoint "
+         "it runs the embedded llama.cpp model (a small base model: for demos and tests, not production data).",
+    title="UltraChat multi-turn dialogues",
+    paper="Ding et al. 2023, Enhancing Chat Language Models by Scaling High-quality Instructional Conversations",
+    paper_url="https://arxiv.org/abs/2305.14233",
+    description=(
+        "Opening requests come from three sectors: questions about the world (meta-topic, then "
+        "subtopics, then questions, each written by the teacher), creation and generation (writing "
+        "requests for kinds of material, some rewritten in more detail) and assistance on existing "
+        "materials (a text with a task). For each, an assistant model answers and a user-simulator "
+        "model writes the next user turn, for a seeded number of rounds. Dialogues with an assistant "
+        "that disowns emotions or opinions or calls itself a language model were dropped, and turns "
+        "starting in lower case were recased, as in ultrachat_200k."
+    ),
+    made="dialogues made",
+    next_step="look at them with `distill stats {out}`; clean them with `distill filter dedup {out} -o {out}-clean`; "
+              "train on them with `distill train sft`",
+    schema="DIALOGUE",
+    prompts=PROMPTS,
+)

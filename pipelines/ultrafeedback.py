@@ -22,61 +22,50 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from distill.backends.router import ModelSpec, ModelSpecValue, OptionalModelSpec, comma_separated
-from distill.card import Method
+from distill.backends.router import (
+    ModelSpec,
+    ModelSpecValue,
+    OptionalModelSpec,
+    comma_separated,
+)
 from distill.client import Client
-from distill.config import EngineConfig, InputConfig, stored_settings, validate_config
-from distill.engine import execute, export
+from distill.config import (
+    BackendName,
+    EngineConfig,
+    InputConfig,
+    cli,
+    stored_settings,
+    validate_config,
+)
 from distill.errors import ConfigError, InputError
-from distill.export import DEFAULT_CONFIG, Built, Config, train_test_split
+from distill.export import DEFAULT_CONFIG, Built, DatasetConfig, train_test_split
+from distill.generation import execute, export
 from distill.inputs import check_prompt, load_input, pick_column
-from distill.judging import Rating, aspect_schema, critique_schema, parse_aspect_reply, parse_critique_reply
+from distill.items import INPUT_HASH, Outcome
+from distill.methods import GenerationMethod
+from distill.parsing import parse_weights
+from distill.pipelines.ultrafeedback_verdicts import (
+    Rating,
+    aspect_schema,
+    critique_schema,
+    parse_aspect_reply,
+    parse_critique_reply,
+)
 from distill.prompting import data, render, word_list
 from distill.request import Message, Request, SamplingParams
-from distill.run import RunDir
-from distill.runner import INPUT_HASH, Outcome
+from distill.run_dir import RunDir
 from distill.seeding import derive_seed, rng_for
 
-METHOD = Method(
-    name="UltraFeedback preferences",
-    command="distill rate ultrafeedback",
-    paper="Cui et al. 2023, UltraFeedback: Boosting Language Models with Scaled AI Feedback",
-    paper_url="https://arxiv.org/abs/2310.01377",
-    description=(
-        "Each prompt was answered by several models of a pool, each under a principle given as the "
-        "system prompt (helpfulness, honesty, truthfulness or verbalized calibration). A judge model "
-        "rated all the answers of a prompt together on four aspects (instruction following, honesty, "
-        "truthfulness, helpfulness), 1 to 5 with a rationale, the answers shown in a seeded random "
-        "order. The best-scored answer became `chosen` and another one `rejected`, as in "
-        "HuggingFaceH4/ultrafeedback_binarized, which trained Zephyr-7B."
-    ),
-)
-
-P = "ultrafeedback"
-ASPECTS: dict[str, dict[str, Any]] = data(P, "aspects.yaml")
+PROMPTS = "ultrafeedback"  # the folder of this method's prompts
+ASPECTS: dict[str, dict[str, Any]] = data(PROMPTS, "aspects.yaml")
 PRINCIPLES = ("helpfulness", "honesty", "truthfulness", "verbalized_calibration")
 DEFAULT_PRINCIPLES = {"helpfulness": 0.6, "honesty": 0.2, "truthfulness": 0.1, "verbalized_calibration": 0.1}
 PROMPT_COLUMNS = ("prompt", "instruction", "messages", "question", "text")
 
 
-def parse_weights(value: Any) -> dict[str, float]:
+def principle_weights(value: Any) -> dict[str, float]:
     """`helpfulness=0.6,honesty=0.4` (or a mapping) -> principle weights."""
-    if isinstance(value, str):
-        pairs = {}
-        for part in value.split(","):
-            name, _, weight = part.partition("=")
-            pairs[name.strip()] = weight
-        value = pairs
-    try:
-        weights = {str(k): float(v) for k, v in value.items()}
-    except (TypeError, ValueError):
-        raise ValueError(f"principles are NAME=WEIGHT,..., not {value!r}") from None
-    unknown = [name for name in weights if name not in PRINCIPLES]
-    if unknown:
-        raise ValueError(f"unknown principle {unknown[0]!r} (principles: {', '.join(PRINCIPLES)})")
-    if any(w < 0 for w in weights.values()) or not sum(weights.values()):
-        raise ValueError("principle weights must be >= 0 and not all 0")
-    return weights
+    return parse_weights(value, PRINCIPLES, "principle", "helpfulness=0.6,honesty=0.4")
 
 
 class UltraFeedbackConfig(EngineConfig, InputConfig):
@@ -84,28 +73,45 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     RUNTIME_KEYS: ClassVar[frozenset[str]] = EngineConfig.RUNTIME_KEYS | {
         "score", "rejected", "keep_ties", "judge_base_url", "judge_api_key_env", "structured", "parse_retries"}
 
-    column: str | None = None
-    models: list[ModelSpecValue]
-    completions_per_prompt: int = Field(4, ge=2)
-    principles: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRINCIPLES))
-    source_column: str | None = None
-    principles_by_source: dict[str, dict[str, float]] = Field(default_factory=dict)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(1024, ge=1)
-    judge: OptionalModelSpec = None
-    judge_backend: Literal["llamacpp", "openai", "vllm", "fake"] | None = None
-    judge_base_url: list[str] = Field(default_factory=list)
-    judge_api_key_env: str | None = None
-    judge_temperature: float = Field(0.0, ge=0, le=2)
-    judge_max_new_tokens: int = Field(1024, ge=16)
-    structured: bool = True
-    parse_retries: int = Field(2, ge=0, le=10)
-    critique: bool = False
-    debias: Literal["none", "swap"] = "none"
-    score: str = "mean"
-    rejected: Literal["random", "lowest"] = "random"
-    keep_ties: bool = False
+    column: str | None = Field(None, description="Column of the prompts (a string, or a chat whose first user turn is "
+                               "taken).", json_schema_extra=cli(show=", ".join(PROMPT_COLUMNS)))
+    models: list[ModelSpecValue] = Field(description="The pool: comma-separated model specs "
+                                         "[BACKEND:]MODEL[@URL][#KEY_ENV]; e.g. gpt-4o-mini,mistral@http://gpu1:8000/v1.",
+                                         json_schema_extra=cli(comma=True))
+    completions_per_prompt: int = Field(4, ge=2, description="Distinct models sampled from the pool per prompt.")
+    principles: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRINCIPLES),
+        description="Weights of the system-prompt principles, e.g. helpfulness=0.6,honesty=0.2,truthfulness=0.1,"
+        "verbalized_calibration=0.1.")
+    source_column: str | None = Field(None, description="Column naming each prompt's source, for principles_by_source "
+                                      "in --config.")
+    principles_by_source: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Principle weights per source (a --config mapping of source to weights).",
+        json_schema_extra=cli(yaml_only=True))
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the completions.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
+    max_new_tokens: int = Field(1024, ge=1, description="Most tokens per completion.")
+    judge: OptionalModelSpec = Field(None, description="The judge model, [BACKEND:]MODEL[@URL][#KEY_ENV].",
+                                     json_schema_extra=cli(show="--model on the run's backend"))
+    judge_backend: BackendName | None = Field(None, description="The judge's backend, when not the pool's.")
+    judge_base_url: list[str] = Field(default_factory=list, description="The judge's endpoint, when not the pool's; "
+                                      "repeatable.")
+    judge_api_key_env: str | None = Field(None, description="Environment variable of the judge endpoint's key.")
+    judge_temperature: float = Field(0.0, ge=0, le=2, description="The judge's sampling temperature (retries of "
+                                     "unparsable replies use at least 0.7).")
+    judge_max_new_tokens: int = Field(1024, ge=16, description="Most tokens per judge reply.")
+    structured: bool = Field(True, description="Ask for JSON-schema output where the backend supports it.")
+    parse_retries: int = Field(2, ge=0, le=10, description="New judge samples when a reply cannot be parsed; then its "
+                               "ratings are kept as null.")
+    critique: bool = Field(False, description="Also an overall score 1-10 with feedback per completion.")
+    debias: Literal["none", "swap"] = Field("none", description="swap: rate again in reverse order and average "
+                                            "(position bias).")
+    score: str = Field("mean", description="What chosen/rejected rank by: mean (of the aspects), overall (needs "
+                       "--critique) or one aspect (instruction_following, honesty, truthfulness, helpfulness).")
+    rejected: Literal["random", "lowest"] = Field("random", description="Rejected: a seeded random other completion, or "
+                                                  "the lowest.")
+    keep_ties: bool = Field(False, description="Keep pairs whose chosen and rejected scores tie.",
+                            json_schema_extra=cli(off="drop-ties"))
 
     @field_validator("models", mode="before")
     @classmethod
@@ -115,12 +121,12 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     @field_validator("principles", mode="before")
     @classmethod
     def _weights(cls, value: Any) -> dict[str, float]:
-        return parse_weights(value)
+        return principle_weights(value)
 
     @field_validator("principles_by_source", mode="before")
     @classmethod
     def _by_source(cls, value: Any) -> dict[str, dict[str, float]]:
-        return {str(source): parse_weights(weights) for source, weights in (value or {}).items()}
+        return {str(source): principle_weights(weights) for source, weights in (value or {}).items()}
 
     @field_validator("score")
     @classmethod
@@ -160,7 +166,7 @@ class UltraFeedback:
         self.client = client
         judge = config.judge_spec()
         self.judge = judge.model if judge and judge.model else client.model
-        self.phrasings = {p: word_list(P, f"principles/{p}.txt") for p in PRINCIPLES}
+        self.phrasings = {p: word_list(PROMPTS, f"principles/{p}.txt") for p in PRINCIPLES}
 
     def request(self, model: str, messages: list[Message], temperature: float, max_tokens: int, *salt,
                 sample: int = 0, schema: dict | None = None) -> Request:
@@ -208,7 +214,7 @@ class UltraFeedback:
         with null ratings."""
         spec = ASPECTS[aspect]
         n, allow_na, types = len(order), spec["na"], spec.get("types")
-        prompt = render(P, f"aspects/{aspect}.j2", instruction=instruction, texts=[responses[i] for i in order], types=types or [])
+        prompt = render(PROMPTS, f"aspects/{aspect}.j2", instruction=instruction, texts=[responses[i] for i in order], types=types or [])
         parsed, text, attempts = await self.judge_until_parsed(
             prompt, aspect_schema(n, allow_na, types), lambda reply: parse_aspect_reply(reply, n, allow_na, types),
             "judge", aspect, pid, tuple(order),
@@ -221,7 +227,7 @@ class UltraFeedback:
         return {"order": order, "ratings": by_response, "attempts": attempts}
 
     async def critique(self, instruction: str, response: str, pid: str, index: int) -> dict[str, Any]:
-        prompt = render(P, "critique.j2", instruction=instruction, answer=response)
+        prompt = render(PROMPTS, "critique.j2", instruction=instruction, answer=response)
 
         def parse(reply: str):
             score, feedback = parse_critique_reply(reply)
@@ -400,10 +406,10 @@ def build_dataset(records: list[dict[str, Any]], config: UltraFeedbackConfig) ->
     if test:
         splits.update(test_prefs=test, test_sft=test)
     prefs = with_provenance(PREFERENCE, chosen_model=Value("string"), rejected_model=Value("string"))
-    configs = [Config(DEFAULT_CONFIG, prefs, splits)]
+    configs = [DatasetConfig(DEFAULT_CONFIG, prefs, splits)]
     completions = [row for record in records for row in completion_rows(record, config.score)]
     if completions:
-        configs.append(Config("completions", None, {"train": completions}))
+        configs.append(DatasetConfig("completions", None, {"train": completions}))
     notes = {"position_bias": position_bias(records), "judge_unparsed": _unparsed(records),
              "binarization": {"score": config.score, "rejected": config.rejected, "keep_ties": config.keep_ties}}
     filters = [{"name": "fewer than two rated completions", "removed": dropped["unrated"]},
@@ -465,7 +471,7 @@ def run(config: UltraFeedbackConfig) -> Outcome:
     def build(records: list[dict[str, Any]]) -> Built:
         return build_dataset(records, config)
 
-    return execute("rate ultrafeedback", config, items, make_work, build, METHOD, models_of(config))
+    return execute(METHOD, config, items, make_work, build, models_of(config))
 
 
 def rebinarize(run_dir: Path, **changes: Any) -> Built:
@@ -474,9 +480,9 @@ def rebinarize(run_dir: Path, **changes: Any) -> Built:
     It writes into the run it is given (wherever that run was made or copied from), and its
     options reach config.yaml only once the new dataset is written."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    stored = RunDir(run_dir).stored_config()
+    if stored is None:
         raise InputError(f"{run_dir} is not a run directory (no config.yaml)")
-    stored = RunDir(run_dir, "rate ultrafeedback").stored_config()
     if stored.get("command") != "rate ultrafeedback":
         raise InputError(f"{run_dir} is a run of '{stored.get('command')}', not 'rate ultrafeedback'")
     settings = stored_settings(stored)
@@ -490,8 +496,35 @@ def rebinarize(run_dir: Path, **changes: Any) -> Built:
         built = build_dataset([{k: v for k, v in r.items() if k != INPUT_HASH} for r in records], config)
         stats = run.read_stats()
         models = list(dict.fromkeys([*(s.model for s in config.models), *(stats.get("models") or [])]))
-        export(run, built, config, METHOD, models)
+        export(run, built, config, METHOD.card, models)
         run.save_config()
         return built
     finally:
         run.close()
+
+
+METHOD = GenerationMethod(
+    command="rate ultrafeedback",
+    config=UltraFeedbackConfig,
+    run=run,
+    help="UltraFeedback (Cui et al. 2023): completions from a model pool, judge ratings on four aspects, and "
+         "binarized chosen/rejected pairs for DPO, as in ultrafeedback_binarized.\n\n"
+         "Writes train_prefs/test_prefs and train_sft/test_sft splits, and a `completions` config with every "
+         "completion, model, principle, order and rating.",
+    title="UltraFeedback preferences",
+    paper="Cui et al. 2023, UltraFeedback: Boosting Language Models with Scaled AI Feedback",
+    paper_url="https://arxiv.org/abs/2310.01377",
+    description=(
+        "Each prompt was answered by several models of a pool, each under a principle given as the "
+        "system prompt (helpfulness, honesty, truthfulness or verbalized calibration). A judge model "
+        "rated all the answers of a prompt together on four aspects (instruction following, honesty, "
+        "truthfulness, helpfulness), 1 to 5 with a rationale, the answers shown in a seeded random "
+        "order. The best-scored answer became `chosen` and another one `rejected`, as in "
+        "HuggingFaceH4/ultrafeedback_binarized, which trained Zephyr-7B."
+    ),
+    made="prompts rated",
+    next_step="look at the pairs with `distill stats {out}`; train on them with `distill train dpo`; "
+              "binarize again with `distill binarize {out}`",
+    schema="PREFERENCE",
+    prompts=PROMPTS,
+)

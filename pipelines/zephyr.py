@@ -23,9 +23,9 @@ from typing import Any, Callable, Literal
 from pydantic import Field, field_validator
 
 from distill.backends.router import ModelSpecValue, OptionalModelSpec, comma_separated
-from distill.config import EngineConfig, validate_config
+from distill.config import EngineConfig, cli, validate_config
 from distill.errors import ConfigError
-from distill.run import remove_created
+from distill.run_dir import remove_created
 
 # The cleaning step when no --filters plan is given: the near-duplicate removal and
 # quality filters of `distill filter`, with their defaults.
@@ -34,23 +34,35 @@ STAGES = ("data", "sft", "dpo")
 
 
 class ZephyrConfig(EngineConfig):
-    dialogues: int = Field(1000, ge=1)
-    ultrachat: dict[str, Any] = Field(default_factory=dict)  # more options of `distill generate ultrachat`
-    filters: Path | None = None  # a `distill filter run` plan; default DEFAULT_FILTERS
-    prompts: str | None = None  # the UltraFeedback prompts; default: the clean dialogues' opening requests
-    num_prompts: int | None = Field(None, ge=1)
-    pool: list[ModelSpecValue] = Field(min_length=2)  # model specs [BACKEND:]MODEL[@URL][#KEY_ENV]
-    judge: OptionalModelSpec = None
-    ultrafeedback: dict[str, Any] = Field(default_factory=dict)  # more options of `distill rate ultrafeedback`
-    base_model: str = "mistralai/Mistral-7B-v0.1"
-    preset: Literal["paper", "handbook", "qlora"] = "handbook"
-    sft: list[str] = Field(default_factory=list)  # recipe overrides, KEY=VALUE
-    dpo: list[str] = Field(default_factory=list)
-    num_gpus: int = Field(1, ge=1)
-    accelerate_config: str | None = None
-    stop_after: Literal["data", "sft", "dpo"] = "dpo"
-    push_to_hub: str | None = None  # ORG/NAME: datasets NAME-ultrachat, NAME-feedback; models NAME-sft, NAME-dpo
-    private: bool = False
+    dialogues: int = Field(1000, ge=1, description="UltraChat dialogues to generate for dSFT.")
+    ultrachat: dict[str, Any] = Field(default_factory=dict, description="More options of `distill generate ultrachat`, "
+                                      "by their names (a --config mapping).", json_schema_extra=cli(yaml_only=True))
+    filters: Path | None = Field(None, description="A `distill filter run` plan for the dialogues.",
+                                 json_schema_extra=cli(show="dedup, refusal, degenerate, repetition"))
+    prompts: str | None = Field(None, description="Prompts for UltraFeedback: a file, dataset or Hub id.",
+                                json_schema_extra=cli(show="the clean dialogues' opening requests"))
+    num_prompts: int | None = Field(None, ge=1, description="Rate at most this many prompts.")
+    pool: list[ModelSpecValue] = Field(min_length=2, description="Models that answer the prompts (at least 2): "
+                                       "comma-separated specs [BACKEND:]MODEL[@URL][#KEY_ENV].",
+                                       json_schema_extra=cli(comma=True))
+    judge: OptionalModelSpec = Field(None, description="The model that rates the answers.",
+                                     json_schema_extra=cli(show="--model"))
+    ultrafeedback: dict[str, Any] = Field(default_factory=dict, description="More options of `distill rate "
+                                          "ultrafeedback`, by their names (a --config mapping).",
+                                          json_schema_extra=cli(yaml_only=True))
+    base_model: str = Field("mistralai/Mistral-7B-v0.1", description="The model to train.")
+    preset: Literal["paper", "handbook", "qlora"] = Field("handbook", description="The zephyr-7b-beta recipes to train "
+                                                          "with.")
+    sft: list[str] = Field(default_factory=list, description="A dSFT recipe override KEY=VALUE, e.g. "
+                           "training.learning_rate=1e-5; repeatable.")
+    dpo: list[str] = Field(default_factory=list, description="A dDPO recipe override KEY=VALUE; repeatable.")
+    num_gpus: int = Field(1, ge=1, description="GPUs to train on.")
+    accelerate_config: str | None = Field(None, description="multi_gpu, deepspeed_zero3 or fsdp, or your own accelerate "
+                                          "config file.")
+    stop_after: Literal["data", "sft", "dpo"] = Field("dpo", description="Stop after the data, or after dSFT.")
+    push_to_hub: str | None = Field(None, description="ORG/NAME: push the datasets as NAME-ultrachat and NAME-feedback, "
+                                    "the models as NAME-sft and NAME-dpo.")
+    private: bool = Field(False, description="Make the pushed repositories private.")
 
     def repo(self, step: str) -> str:
         return f"{self.push_to_hub}-{step}"
@@ -78,7 +90,7 @@ class TrainingStep:
 
 
 @dataclass
-class Plan:
+class RecipeSteps:
     ultrachat: Any  # UltraChatConfig
     filters: Any  # FilterFile
     clean: Path
@@ -98,7 +110,7 @@ def _recipe_overrides(path: Path | str, split: str, eval_split: str | None, mode
             f"output_dir={json.dumps(str(output))}"]
 
 
-def plan(config: ZephyrConfig) -> Plan:
+def plan(config: ZephyrConfig) -> RecipeSteps:
     """Every step's settings, checked; nothing is written or asked yet."""
     from distill.filters.pipeline import FilterFile, read_plan
     from distill.pipelines.ultrachat import UltraChatConfig
@@ -138,16 +150,16 @@ def plan(config: ZephyrConfig) -> Plan:
         from distill.train.launch import check_installed
 
         check_installed(config.accelerate_config)
-    steps = Plan(ultrachat, filters, clean, ultrafeedback, training)
+    steps = RecipeSteps(ultrachat, filters, clean, ultrafeedback, training)
     _check_generation(steps)
     return steps
 
 
-def _check_generation(steps: Plan) -> None:
+def _check_generation(steps: RecipeSteps) -> None:
     """The generation steps' backends and models, resolved as their runs resolve them (a GGUF
     found and loaded, a key looked up, prices for a budget) and closed again; their folders."""
     from distill.backends import check_models_have_a_place
-    from distill.engine import check
+    from distill.generation import check
     from distill.pipelines import ultrachat, ultrafeedback
 
     uc = steps.ultrachat
@@ -178,7 +190,7 @@ def _training_step(config: ZephyrConfig, stage: str, data: Path, split: str, eva
     return TrainingStep(stage, recipe, command, resolved, note)
 
 
-def describe(steps: Plan, config: ZephyrConfig) -> list[str]:
+def describe(steps: RecipeSteps, config: ZephyrConfig) -> list[str]:
     """What `run` would do, step by step, for --dry-run."""
     import shlex
 

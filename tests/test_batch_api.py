@@ -4,8 +4,8 @@ import json
 import time
 
 import datasets
-
 from conftest import assert_one_line_error, start_distill, write_jsonl
+
 from distill.testing.openai_server import LoopbackServer
 
 FAST = ["--batch-window", "0.05", "--batch-poll", "0.05"]

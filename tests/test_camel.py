@@ -6,8 +6,8 @@ from collections import Counter
 
 import datasets
 import pytest
-
 from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+
 from distill.backends.base import RejectedError
 from distill.errors import ConfigError
 from distill.parsing import list_items
@@ -103,7 +103,7 @@ def test_plans_are_seeded_and_use_every_task_of_a_pair(tmp_path):
     # The paper's whole grid: every task of every pair, once.
     whole = cm.CamelConfig(output=tmp_path, num_dialogues=24, tasks_per_pair=2)
     grid = cm.plan_dialogues(whole, 3, 4)
-    assert len(grid) == 24 and set(grid) == {cm.Plan(a, u, t) for a in range(3) for u in range(4) for t in range(2)}
+    assert len(grid) == 24 and set(grid) == {cm.RolePlayPlan(a, u, t) for a in range(3) for u in range(4) for t in range(2)}
     with pytest.raises(ConfigError, match="--num-dialogues 25 is more than"):
         cm.plan_dialogues(cm.CamelConfig(output=tmp_path, num_dialogues=25, tasks_per_pair=2), 3, 4)
 

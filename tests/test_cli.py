@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import assert_one_line_error, read_dataset, write_jsonl
+
 from distill import __version__
 from distill.testing.openai_server import LoopbackServer
 
@@ -173,7 +173,12 @@ def test_unreachable_server(cli, prompts_file, tmp_path):
 def test_wrong_api_key_is_not_retried(cli, server, prompts_file, tmp_path):
     result = cli(*openai_args(server, prompts_file, tmp_path / "r"), env={"OPENAI_API_KEY": "wrong"})
     assert_one_line_error(result, "refused the API key")
-    assert server.stats.received <= 2 * 64  # at most the first window, each once: no retry storm
+    assert result.code == 1
+    # The server refuses the key before it reads the body, so `received` counts none of them;
+    # keys_seen counts every request. All 20 prompts fit the first window (64): each is sent
+    # once, with the key it was given, and none again: no retry storm.
+    assert server.stats.keys_seen == ["Bearer wrong"] * 20
+    assert server.stats.received == 0 and server.stats.answered_total == 0
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from distill.client import Client, RetryPolicy
 from distill.errors import BackendError, RequestRejected
 from distill.progress import Progress
 from distill.request import Request, SamplingParams
-from distill.run import RecordLog
-from distill.runner import run_items
+from distill.run_dir import RecordLog
+from distill.items import run_items
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.002)
 

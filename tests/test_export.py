@@ -4,11 +4,19 @@ import json
 
 import datasets
 import yaml
-
 from conftest import assert_one_line_error, write_jsonl
+
 from distill import export as export_module
-from distill.export import Config, train_test_split, write_configs
-from distill.schemas import COMPLETION, DIALOGUE, MESSAGES, PREFERENCE, SELF_INSTRUCT, prompt_id
+from distill.card import card_features
+from distill.export import DatasetConfig, train_test_split, write_configs
+from distill.schemas import (
+    COMPLETION,
+    DIALOGUE,
+    MESSAGES,
+    PREFERENCE,
+    SELF_INSTRUCT,
+    prompt_id,
+)
 from distill.testing.openai_server import LoopbackServer
 
 # The column lists and types of the datasets the Zephyr recipe trained on, as their cards declare them.
@@ -30,10 +38,10 @@ ULTRAFEEDBACK_BINARIZED = [
 
 
 def test_schemas_match_the_zephyr_datasets_column_for_column():
-    assert DIALOGUE._to_yaml_list() == ULTRACHAT_200K
-    assert PREFERENCE._to_yaml_list() == ULTRAFEEDBACK_BINARIZED
+    assert card_features(DIALOGUE) == ULTRACHAT_200K
+    assert card_features(PREFERENCE) == ULTRAFEEDBACK_BINARIZED
     assert list(SELF_INSTRUCT) == ["instruction", "input", "output", "is_classification", "messages"]
-    assert COMPLETION._to_yaml_list()[:3] == ULTRACHAT_200K
+    assert card_features(COMPLETION)[:3] == ULTRACHAT_200K
     assert prompt_id("hello") == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
 
 
@@ -91,11 +99,11 @@ def test_export_again_with_other_split_settings_asks_nothing(cli, tmp_path):
 def test_large_splits_are_sharded(tmp_path, monkeypatch):
     monkeypatch.setattr(export_module, "MAX_SHARD_BYTES", 2_000)
     rows = [{"prompt": f"p{i}" * 20, "prompt_id": str(i), "messages": [{"role": "user", "content": "x" * 50}]} for i in range(60)]
-    written = write_configs(tmp_path, [Config("default", DIALOGUE, {"train_sft": rows})])
+    written = write_configs(tmp_path, [DatasetConfig("default", DIALOGUE, {"train_sft": rows})])
     files = written[0].files
     assert len(files) > 1 and files[0] == f"data/train_sft-00000-of-{len(files):05d}.parquet"
     (tmp_path / "README.md").write_text("---\n" + yaml.safe_dump({"configs": export_module.card_configs(
-        [Config("default", DIALOGUE, {"train_sft": rows})])}) + "---\n")
+        [DatasetConfig("default", DIALOGUE, {"train_sft": rows})])}) + "---\n")
     assert datasets.load_dataset(str(tmp_path), split="train_sft").to_list() == rows
 
 
@@ -105,8 +113,8 @@ def test_companion_configs_load_by_name(tmp_path):
               "messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "a"}],
               "score_chosen": 8.0, "score_rejected": 3.5}]
     ratings = datasets.Features({"prompt_id": datasets.Value("string"), "ratings": datasets.List(datasets.Value("float64"))})
-    configs = [Config("default", PREFERENCE, {"train_prefs": prefs}),
-               Config("ratings", ratings, {"train": [{"prompt_id": "1", "ratings": [8.0, 3.5]}]})]
+    configs = [DatasetConfig("default", PREFERENCE, {"train_prefs": prefs}),
+               DatasetConfig("ratings", ratings, {"train": [{"prompt_id": "1", "ratings": [8.0, 3.5]}]})]
     write_configs(tmp_path, configs)
     (tmp_path / "README.md").write_text("---\n" + yaml.safe_dump({"configs": export_module.card_configs(configs)}) + "---\n")
     assert datasets.load_dataset(str(tmp_path), split="train_prefs").to_list() == prefs
@@ -130,6 +138,7 @@ def test_dataset_card_says_how_the_data_was_made(cli, tmp_path):
         {"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}]}]
     splits = {s["name"]: s["num_examples"] for s in header["dataset_info"][0]["splits"]}
     assert splits == {"train": 4, "test": 1}
+    assert header["dataset_info"][0]["features"] == card_features(COMPLETION)  # the columns, as the schema says
     stats = json.loads((out / "stats.json").read_text())
     for needle in ("| model | teacher-x |", "| temperature | 0.9 |", "| seed | 42 |", "| input | my-prompts.jsonl |",
                    f"| total | {stats['tokens']['total']:,} |", f"${stats['cost_usd']:.4f}", "| default | train | 4 |",

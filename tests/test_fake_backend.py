@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import write_jsonl
+
 from distill.backends.fake import FakeBackend
 from distill.backends.fake_replies import schema_instance, shape_of, shaped_reply
-from distill.judging import aspect_schema, critique_schema, parse_aspect_reply, parse_critique_reply
 from distill.parsing import list_items
+from distill.pipelines.ultrafeedback_verdicts import (
+    aspect_schema,
+    critique_schema,
+    parse_aspect_reply,
+    parse_critique_reply,
+)
 from distill.prompting import render
 from distill.request import Request, SamplingParams
 

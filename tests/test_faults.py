@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from conftest import read_dataset, write_jsonl
+
 from distill.backends.openai_backend import OpenAIBackend
 from distill.cache import RequestCache
 from distill.client import Client, RetryPolicy

@@ -6,27 +6,33 @@ import shutil
 import datasets
 import pytest
 import yaml
-
 from conftest import assert_one_line_error, write_jsonl
-from distill.filters import quality
+
 from distill.filters.decontaminate import decontaminate
+from distill.filters.quality import Blocklist, Degenerate, Length, Refusal, Repetition
+from distill.filters.rows import Rows
 
 
 def chat(user, assistant):
     return {"prompt": user, "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
+def judge(filter_, rows):
+    return filter_.decide(Rows.from_list(rows))
+
+
 def test_length():
     rows = [chat("hi", "ok"), chat("tell me about rivers", "Rivers flow downhill to the sea, carving valleys."), chat("x", "y " * 50)]
-    reasons = quality.length(rows, "messages", min_words=4, max_words=40)
+    reasons = judge(Length(min_words=4, max_words=40), rows)
     assert reasons[0] == "2 words < 4" and reasons[1] is None and reasons[2] == "51 words > 40"
-    assert quality.length(rows, "messages", turn_min_words=2) == ["a turn under 2 words", None, "a turn under 2 words"]
-    assert quality.length(rows, "messages", max_chars=30)[1].endswith("characters > 30")
+    assert judge(Length(turn_min_words=2), rows) == ["a turn under 2 words", None, "a turn under 2 words"]
+    assert judge(Length(max_chars=30), rows)[1].endswith("characters > 30")
 
 
 def test_blocklist_matches_whole_words_only():
     rows = [chat("Use an assertion", "fine"), chat("what does ASS mean", "a donkey"), chat("lorem ipsum dolor", "text")]
-    assert quality.blocklist(rows, "messages", ["ass", "lorem ipsum"]) == [None, "blocklisted 'ass'", "blocklisted 'lorem ipsum'"]
+    assert judge(Blocklist(words=["ass", "lorem ipsum"]), rows) == [None, "blocklisted 'ass'", "blocklisted 'lorem ipsum'"]
+    assert judge(Blocklist(), rows) == [None, None, None]
 
 
 def test_refusals_in_assistant_turns():
@@ -34,18 +40,25 @@ def test_refusals_in_assistant_turns():
             chat("As an AI, what would you do?", "I would read a book."),
             chat("Help me", "I'm sorry, but I can't help with that."),
             chat("Help me", "Sure, here is how.")]
-    reasons = quality.refusal(rows, "messages")
+    reasons = judge(Refusal(), rows)
     assert reasons[0] and reasons[1] is None and reasons[2] and reasons[3] is None  # the user may say "as an AI"
 
 
 def test_degenerate_and_repetition():
     rows = [chat("hi", ""), chat("hi", "hi"), {"messages": [{"role": "user", "content": "a"}]}, chat("q", "a fine answer")]
-    assert quality.degenerate(rows, "messages") == ["an empty turn", "a repeated turn", "ends on a user turn", None]
+    assert judge(Degenerate(), rows) == ["an empty turn", "a repeated turn", "ends on a user turn", None]
     loop = "the cat sat on the mat. " * 20
     lines = "\n".join(["same line"] * 5 + ["other"])
-    reasons = quality.repetition([chat("q", loop), chat("q", "a short and varied answer here")], "messages")
+    reasons = judge(Repetition(), [chat("q", loop), chat("q", "a short and varied answer here")])
     assert reasons[0] == "94% of its 3-grams are repeats" and reasons[1] is None
-    assert quality.repetition([chat("q", lines)], "messages", max_repeated_ngrams=1.0) == ["57% of its lines are repeats"]
+    assert judge(Repetition(max_repeated_ngrams=1.0), [chat("q", lines)]) == ["57% of its lines are repeats"]
+
+
+def test_a_turn_without_content_is_an_empty_turn():
+    rows = [{"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": None}]},
+            {"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant"}]}]
+    assert judge(Degenerate(), rows) == ["an empty turn", "an empty turn"]
+    assert judge(Length(min_words=3), rows) == ["2 words < 3", "2 words < 3"]
 
 
 def test_decontamination_names_the_benchmark(tmp_path):
@@ -164,3 +177,111 @@ def test_rouge_filter_and_minhash_decontamination(cli, tmp_path):
     removed = {r["row"]: r for r in datasets.load_dataset(str(out), "removed", split="train")}
     assert removed["train/0"]["removed_by"] == "decontaminate" and "MinHash similarity" in removed["train/0"]["reason"]
     assert removed["train/2"]["removed_by"] == "rouge" and removed["train/2"]["reason"] == "ROUGE-L >= 0.7 with train/1"
+
+
+# -- streaming: Arrow in, Arrow out, a batch at a time ------------------------------------------------------
+
+
+def load_all(out):
+    """Every config and split of an output, as Python rows."""
+    found = {}
+    for config in ("default", "removed"):
+        if config == "default" or (out / "removed").is_dir():
+            for split, ds in datasets.load_dataset(str(out), config).items():
+                found[(config, split)] = ds.to_list()
+    return found
+
+
+def looping_rows(n):
+    story = ("the old mill stood by the river for two hundred years and the miller ground wheat for the whole valley "
+             "every autumn while the children watched the great wheel turn")
+    rows = []
+    for i in range(n):
+        if i % 5 == 0:
+            answer = story.replace("two hundred", f"{i % 3} hundred")  # near-duplicates of one another
+        elif i % 7 == 0:
+            answer = f"give three tips for learning language number {i % 2}"  # ROUGE-L twins
+        else:
+            answer = f"answer {i}: " + " ".join(f"w{(i * 7919 + k * 104729) % 5003}" for k in range(12))
+        rows.append({"prompt": f"question {i}", "messages": [{"role": "user", "content": f"question {i}"},
+                                                              {"role": "assistant", "content": answer}], "n": i})
+    return rows
+
+
+PLAN = {"column": "messages", "filters": ["dedup", {"length": {"min_words": 6}}, {"rouge": {"threshold": 0.8}}, "degenerate"]}
+
+
+def test_batches_do_not_change_any_decision(cli, tmp_path, monkeypatch):
+    from distill.filters import rows as rows_module
+    from distill.filters import similarity
+
+    splits = {"train_sft": looping_rows(150), "test_sft": looping_rows(40)}
+    result, whole_out = filtered_run(cli, tmp_path, splits, PLAN, name="whole")
+    assert result.code == 0, result.err
+    whole = load_all(whole_out)
+    monkeypatch.setattr(rows_module, "BATCH", 7)
+    monkeypatch.setattr(similarity, "DEDUP_BATCH", 5)
+    result, out = filtered_run(cli, tmp_path, splits, PLAN, name="batched")
+    assert result.code == 0, result.err
+    assert load_all(out) == whole
+    removed = [r for key, rows in whole.items() if key[0] == "removed" for r in rows]
+    assert {r["removed_by"] for r in removed} == {"dedup", "rouge"}
+    assert any(r["row"].startswith("test_sft/") and "train_sft/" in r["reason"] for r in removed)  # test rows against train
+    assert not (out / ".filter").exists()
+
+
+def test_parquet_and_json_lines_inputs_give_the_same_output(cli, tmp_path):
+    rows = looping_rows(60)
+    result, from_parquet = filtered_run(cli, tmp_path, {"train": rows}, PLAN, name="a")
+    assert result.code == 0, result.err
+    source = write_jsonl(tmp_path / "rows.jsonl", rows)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(PLAN))
+    result = cli("filter", "run", source, "--config", plan, "-o", tmp_path / "b")
+    assert result.code == 0, result.err
+    assert load_all(from_parquet) == load_all(tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "stats.json").read_text())["filters"] == \
+        json.loads((from_parquet / "stats.json").read_text())["filters"]
+
+
+def test_removed_rows_keep_their_columns_and_replace_clashing_ones(cli, tmp_path):
+    rows = [{"text": "a short one", "reason": "mine", "id": 1}, {"text": "long enough to stay here", "reason": "x", "id": 2}]
+    result, out = filtered_run(cli, tmp_path, {"train": rows}, {"column": "text", "filters": [{"length": {"min_words": 4}}]})
+    assert result.code == 0, result.err
+    removed = datasets.load_dataset(str(out), "removed", split="train")
+    assert removed.column_names == ["text", "reason", "id", "removed_by", "row"]
+    assert removed.to_list() == [{"text": "a short one", "reason": "3 words < 4", "id": 1, "removed_by": "length", "row": "train/0"}]
+    kept = datasets.load_dataset(str(out), split="train")
+    assert kept.to_list() == [rows[1]] and kept.features == datasets.load_dataset(str(tmp_path / "src"), split="train").features
+
+
+def test_dedup_of_many_rows_matches_find_duplicates(cli, tmp_path):
+    from distill.filters.minhash import find_duplicates
+
+    rows = looping_rows(5000)
+    source = write_jsonl(tmp_path / "rows.jsonl", rows)
+    result = cli("filter", "dedup", source, "-o", tmp_path / "out")
+    assert result.code == 0, result.err
+    texts = ["\n".join(m["content"] for m in r["messages"]) for r in rows]
+    expected = [i for i, d in enumerate(find_duplicates(texts)) if d is not None]
+    removed = datasets.load_dataset(str(tmp_path / "out"), "removed", split="train")
+    assert [int(r.split("/")[1]) for r in removed["row"]] == expected and len(expected) > 900
+    assert datasets.load_dataset(str(tmp_path / "out"), split="train").num_rows == 5000 - len(expected)
+
+
+def test_a_failed_filter_leaves_no_work_files(cli, tmp_path):
+    result, out = filtered_run(cli, tmp_path, {"train": looping_rows(20)}, {"filters": [{"length": {"min_words": 1000}}]})
+    assert_one_line_error(result, "removed every row")
+    assert not out.exists()  # the folder it made is gone, work files and all
+
+
+def test_a_full_disk_while_reading_the_input_in_is_one_line(cli, tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    def full(*args, **kwargs):  # as Arrow says it: the errno in the text only
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    source = write_jsonl(tmp_path / "rows.jsonl", looping_rows(10))
+    monkeypatch.setattr(pa, "OSFile", full)
+    assert_one_line_error(cli("filter", "dedup", source, "-o", tmp_path / "out"), "disk full")
+    assert not (tmp_path / "out").exists()

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error
+
 from distill.cli import main
 
 BINARY = bytes(range(256)) * 4
@@ -347,7 +347,7 @@ CASES = [
     Case("read-only-writing-the-dataset", lambda w: gen(w, "--export-only", out=w.run), ("read-only file system",),
          patch=raises("datasets:Dataset.to_parquet", *EROFS)),
     Case("disk-full-writing-a-file", lambda w: gen(w, "--export-only", out=w.run), ("disk full",),
-         patch=raises("distill.run:os.replace", *ENOSPC)),
+         patch=raises("distill.run_dir:os.replace", *ENOSPC)),
     Case("disk-full-writing-a-filter-output", lambda w: dedup(w), ("disk full",),
          patch=raises("datasets:Dataset.to_parquet", *ENOSPC)),
     Case("read-only-output-folder", lambda w: gen(w), ("cannot write", "read-only file system"),

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from distill.errors import InputError
-from distill.inputs import check_prompt, load_rows, pick_column, select
+from distill.inputs import check_prompt, load_rows, load_splits, pick_column, select
 
 ROWS = [
     {"prompt": "What is 2+2?", "n": 1},
@@ -353,12 +353,39 @@ def test_hub_errors_are_wrapped_with_the_arguments_passed(monkeypatch, tmp_path)
     assert calls[-1] == ("org/name", None, {"split": "train", "revision": None})
 
 
-def test_hub_dataset_rows(monkeypatch, tmp_path):
+def cache_hub_dataset(cache_dir, repo_id, splits, config="default"):
+    """Put a dataset in the datasets cache as a download from the Hub leaves it, so that
+    `datasets.load_dataset(repo_id)` finds it offline (its cached-dataset fallback)."""
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list(ROWS))
+    class HubDataset(datasets.GeneratorBasedBuilder):
+        def _info(self):
+            return datasets.DatasetInfo()
+
+        def _split_generators(self, dl_manager):
+            return [datasets.SplitGenerator(name=name, gen_kwargs={"rows": rows}) for name, rows in splits.items()]
+
+        def _generate_examples(self, rows):
+            yield from enumerate(rows)
+
+    HubDataset(cache_dir=str(cache_dir), dataset_name=repo_id.split("/")[1], repo_id=repo_id, config_name=config,
+               hash="0123456789abcdef").download_and_prepare()
+
+
+def test_hub_dataset_rows(no_network, monkeypatch, tmp_path):
+    # The real datasets.load_dataset, offline, on a dataset in its cache: no stand-in for it.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    others = [{"prompt": "Held out.", "n": 9}]
+    cache_hub_dataset(tmp_path / "hf-datasets", "org/name", {"train": ROWS, "test": others})
     monkeypatch.chdir(tmp_path)
-    assert load_rows("org/name") == ROWS
+    assert load_rows("org/name") == ROWS  # train, by default
+    assert load_rows("org/name", split="test") == others
+    assert load_splits("org/name") == {"train": ROWS, "test": others}
+    message = error_of("org/name", split="validation")
+    assert message.startswith("cannot load Hub dataset org/name: ") and "validation" in message
+    assert no_network == []
 
 
 def test_local_directory_wins_over_hub_id(tmp_path, monkeypatch):
@@ -554,3 +581,12 @@ def test_subset_and_revision_of_local_inputs(tmp_path):
 def test_a_row_with_no_columns():
     with pytest.raises(InputError, match=r"\(columns: none\)"):
         pick_column([{}], "in.jsonl", None, ("prompt",))
+
+
+def test_a_hub_dataset_without_a_train_split_is_read_from_train_sft(no_network, monkeypatch, tmp_path):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
+    cache_hub_dataset(tmp_path / "hf-datasets", "org/chats", {"train_sft": ROWS, "test_sft": [{"prompt": "x", "n": 0}]})
+    monkeypatch.chdir(tmp_path)
+    assert load_rows("org/chats") == ROWS  # as ultrachat_200k is laid out

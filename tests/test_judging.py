@@ -1,4 +1,4 @@
-"""Reading an AI judge's ratings and critiques (distill.judging): schemas, tolerant
+"""Reading an AI judge's ratings and critiques (distill.pipelines.ultrafeedback_verdicts): schemas, tolerant
 parsing, rejections, and fuzzing that the parsers never raise and never invent."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from distill.judging import (
+from distill.pipelines.ultrafeedback_verdicts import (
     Rating,
     aspect_schema,
     critique_schema,

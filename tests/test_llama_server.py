@@ -34,7 +34,7 @@ from distill.backends.openai_backend import OpenAIBackend
 from distill.cache import RequestCache
 from distill.client import Client, RetryPolicy
 from distill.errors import BackendError
-from distill.judging import aspect_schema
+from distill.pipelines.ultrafeedback_verdicts import aspect_schema
 from distill.request import Request, SamplingParams
 from distill.testing.openai_server import FaultPlan, LoopbackServer
 

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import read_dataset, start_distill, write_jsonl
+
 from distill.backends.llamacpp import LLAMA_RANDOM_SEED, render_transcript, request_seed
 from distill.request import Request, SamplingParams
 

@@ -130,18 +130,114 @@ def test_signatures_match_datasketch_minhash():
     assert not np.array_equal(signatures(arrays, 64, seed=8), sig)
 
 
-def test_index_is_a_datasketch_lsh():
+def datasketch_buckets(sig: np.ndarray, bands: int, rows: int) -> set[frozenset[int]]:
+    """Every bucket of two or more documents of a datasketch MinHashLSH holding the rows of `sig`."""
+    lsh = MinHashLSH(threshold=0.5, num_perm=sig.shape[1], params=(bands, rows))
+    for i, row in enumerate(sig):
+        if not (row == 0xFFFFFFFF).all():
+            lsh.insert(i, MinHash(num_perm=sig.shape[1], seed=1, hashvalues=row, scheme="affine32"))
+    return {frozenset(members) for table in lsh.hashtables for members in (table.get(k) for k in table)
+            if len(members) > 1}
+
+
+def our_buckets(sig: np.ndarray, bands: int, rows: int) -> set[frozenset[int]]:
+    docs = np.flatnonzero((sig != 0xFFFFFFFF).any(axis=1))
+    found = set()
+    for band in range(bands):
+        members, bounds = minhash._groups(sig[docs, band * rows : (band + 1) * rows], docs)
+        found |= {frozenset(members[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:])}
+    return found
+
+
+def test_buckets_are_datasketch_lsh_buckets(monkeypatch):
     rng = random.Random(6)
     a = text(rng, 100)
-    texts = [a, text(rng, 100), mutate(rng, a, 2), ""]
+    texts = [a, text(rng, 100), mutate(rng, a, 2), "", mutate(rng, a, 4), "one two three", "one two three"]
+    texts += [mutate(rng, texts[1], rng.randint(1, 8)) for _ in range(30)]
     sig = signatures([shingles(t, 5) for t in texts])
     bands, rows = lsh_params(0.7, 128)
-    lsh, buckets = minhash._index(sig, bands, rows, 0.7)
-    assert isinstance(lsh, MinHashLSH) and (lsh.b, lsh.r) == (bands, rows)
-    assert {0, 2} in buckets and all(len(b) > 1 for b in buckets)
-    # datasketch's own query, with a MinHash built from the signature, finds the same keys.
-    query = MinHash(seed=1, hashvalues=sig[2], scheme="affine32")
-    assert sorted(lsh.query(query)) == [0, 2]
+    expected = datasketch_buckets(sig, bands, rows)
+    assert frozenset({0, 2}) in expected and frozenset({5, 6}) in expected
+    assert our_buckets(sig, bands, rows) == expected
+    # A band is sorted by a 64-bit hash of its values; equal hashes of unequal bands
+    # (collisions, forced here) are told apart by the values themselves.
+    monkeypatch.setattr(minhash, "_band_keys", lambda cols: np.zeros(len(cols), np.uint64))
+    assert our_buckets(sig, bands, rows) == expected
+
+
+def reference_duplicates(texts: list[str], threshold: float, ngram: int) -> list[int | None]:
+    """find_duplicates' definition, done plainly: datasketch's LSH buckets, every pair of every
+    bucket verified (estimate, exact Jaccard where the estimate is within 0.1 of the threshold),
+    clusters as connected components keeping their first member."""
+    sets = [set(shingles(t, ngram).tolist()) for t in texts]
+    sig = signatures([shingles(t, ngram) for t in texts])
+    parent = list(range(len(texts)))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for bucket in datasketch_buckets(sig, *lsh_params(threshold, 128)):
+        for i in bucket:
+            for j in bucket:
+                if i < j:
+                    estimate = np.count_nonzero(sig[i] == sig[j]) / 128
+                    if estimate >= threshold + 0.1:
+                        close = True
+                    elif estimate >= threshold - 0.1:
+                        close = len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= threshold
+                    else:
+                        close = False
+                    if close:
+                        x, y = find(i), find(j)
+                        parent[max(x, y)] = min(x, y)
+    return [None if find(i) == i else find(i) for i in range(len(texts))]
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 0.9])
+def test_clusters_are_the_components_of_all_verified_bucket_pairs(threshold):
+    rng = random.Random(7)
+    originals = [text(rng, 40) for _ in range(60)]
+    texts = originals + [mutate(rng, rng.choice(originals), rng.randint(0, 12)) for _ in range(140)]
+    # Large buckets (> 32 members) that are not one cluster: documents sharing one word
+    # and otherwise apart ({x, y_i}: J = 1/3 with each other; {x, y_i, z_i}: J = 1/5).
+    texts += [f"x y{i}" for i in range(40)] + [f"x y{i}b z{i}" for i in range(40)]
+    rng.shuffle(texts)
+    for ngram in (1, 3):
+        assert find_duplicates(texts, threshold=threshold, ngram=ngram) == reference_duplicates(texts, threshold, ngram)
+
+
+def test_same_clusters_however_many_threads_and_batches():
+    rng = random.Random(8)
+    originals = [text(rng, 60) for _ in range(3000)]
+    texts = originals + [mutate(rng, rng.choice(originals), rng.randint(0, 2)) for _ in range(2000)]
+    rng.shuffle(texts)
+    one = find_duplicates(texts, workers=1)
+    assert find_duplicates(texts, workers=2) == one and find_duplicates(texts, workers=3) == one
+    finder = minhash.DuplicateFinder(len(texts), workers=2)
+    for s in range(0, len(texts), 777):  # fed in uneven batches
+        finder.add(texts[s : s + 777])
+    roots = finder.roots(lambda idx: [texts[i] for i in idx.tolist()])
+    assert [None if r == i else r for i, r in enumerate(roots.tolist())] == one
+    assert sum(o is not None for o in one) > 1200
+
+
+def test_reference_index_finds_what_exact_jaccard_says():
+    rng = random.Random(9)
+    references = [text(rng, 30) for _ in range(50)] + [""]
+    queries = [mutate(rng, rng.choice(references[:50]), rng.randint(0, 5)) for _ in range(100)] + [text(rng, 30), ""]
+    found = list(minhash.similar_pairs(queries, references, threshold=0.6))
+    assert found == sorted(found) and all(j >= 0.6 for _, _, j in found)
+    for q, r, j in found:
+        assert j == pytest.approx(jaccard(queries[q], references[r]))
+    sig_q = signatures([shingles(t, 5) for t in queries])
+    sig_r = signatures([shingles(t, 5) for t in references])
+    bands, rows = lsh_params(0.6, 128)
+    candidates = {(q, r) for q in range(len(queries)) for r in range(len(references))
+                  if (sig_q[q] != 0xFFFFFFFF).any() and (sig_r[r] != 0xFFFFFFFF).any()
+                  and (sig_q[q, : bands * rows] == sig_r[r, : bands * rows]).reshape(bands, rows).all(axis=1).any()}
+    assert {(q, r) for q, r, _ in found} == {(q, r) for q, r in candidates if jaccard(queries[q], references[r]) >= 0.6}
 
 
 def test_signatures_identical_across_processes():
@@ -180,9 +276,25 @@ def test_bad_parameters():
 @pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7, 0.75, 0.8, 0.9, 0.95])
 def test_lsh_params_recall_at_threshold(threshold, num_perm):
+    """What lsh_params promises: P(candidate | J = threshold) >= 0.95, with the fewest false
+    positives (least S-curve area below the threshold) of every (bands, rows) that keeps it."""
     bands, rows = lsh_params(threshold, num_perm)
     assert bands >= 2 and bands * rows <= num_perm
-    assert 1 - (1 - threshold**rows) ** bands >= 0.9
+    assert minhash._MIN_RECALL == 0.95
+    assert 1 - (1 - threshold**rows) ** bands >= 0.95
+    below = np.linspace(0.0, threshold, 257)
+    area = float(np.trapezoid(minhash._s_curve(below, bands, rows), below))
+    for r in range(1, num_perm + 1):
+        for b in range(2, num_perm // r + 1):
+            if 1 - (1 - threshold**r) ** b >= 0.95:
+                assert float(np.trapezoid(minhash._s_curve(below, b, r), below)) >= area - 1e-12, (b, r)
+
+
+def test_lsh_params_with_too_few_permutations_for_the_floor():
+    # 4 permutations cannot reach 0.95 at J = 0.3: one-slot bands give the most recall there is.
+    assert lsh_params(0.3, 4) == (4, 1)
+    best = max(1 - (1 - 0.3**r) ** b for r in range(1, 5) for b in range(1, 4 // r + 1))
+    assert 1 - (1 - 0.3) ** 4 == pytest.approx(best) and best < 0.95
 
 
 def test_lsh_params_beats_datasketch_default_at_threshold():

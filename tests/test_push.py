@@ -2,8 +2,8 @@
 
 import huggingface_hub
 import pytest
-
 from conftest import StandInHub, assert_one_line_error, write_jsonl
+
 from distill.hub import push_run
 
 TOKEN = "hf_pushsecret0123456789"

@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 from conftest import read_dataset, start_distill, write_jsonl
+
 from distill.testing.openai_server import LoopbackServer
 
 N = 120

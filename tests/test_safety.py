@@ -78,7 +78,7 @@ def test_a_bad_line_in_the_middle_of_the_records_is_skipped_not_a_tear(cli, tmp_
 
 
 def test_only_a_last_line_without_its_newline_is_a_tear(tmp_path):
-    from distill.run import RecordLog
+    from distill.run_dir import RecordLog
 
     path = tmp_path / "records.jsonl"
     write_jsonl(path, [{"id": "a"}, {"id": "b"}])
@@ -235,6 +235,7 @@ def test_a_key_a_server_echoes_back_never_reaches_the_terminal_stats_or_failed_i
 
 def test_the_hub_token_is_redacted_from_an_echoing_endpoint(tmp_path):
     from conftest import run_subprocess
+
     from distill.testing.openai_server import LoopbackServer
 
     token = "hf_" + "a1B2c3D4e5F6g7H8i9J0" * 2
@@ -404,7 +405,7 @@ def test_a_failed_in_place_filter_keeps_the_earlier_output_whole(cli, tmp_path):
 
 
 def test_a_second_filter_into_a_locked_output_is_refused(cli, tmp_path):
-    from distill.run import RunDir
+    from distill.run_dir import RunDir
 
     source = write_jsonl(tmp_path / "rows.jsonl", [{"text": f"row {i}"} for i in range(5)])
     out = tmp_path / "clean"

@@ -5,7 +5,6 @@ import json
 import datasets
 import pytest
 import yaml
-
 from conftest import assert_one_line_error, write_jsonl
 
 
@@ -68,7 +67,7 @@ def test_export_only_rewrites_the_dataset_without_asking(cli, tmp_path, prompts_
     def no_backend(*args, **kwargs):
         raise AssertionError("--export-only makes no backend")
 
-    monkeypatch.setattr("distill.engine.route", no_backend)
+    monkeypatch.setattr("distill.generation.route", no_backend)
     again = completions(cli, prompts_file, out, "--export-only", "--test-size", "0.25")
     assert again.code == 0, again.err
     assert len(rows(out)) == 15 and len(rows(out, "test")) == 5

@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import assert_one_line_error, write_jsonl
+
 from distill.commands.stats import stats
-from distill.stats import fmt
-from distill.stats import dataset_stats, describe, split_stats
+from distill.stats import dataset_stats, describe, fmt, split_stats
 
 
 def chat(*pairs: tuple[str, str], system: str | None = None) -> list[dict[str, str]]:

@@ -5,12 +5,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import StandInHub, assert_one_line_error, write_jsonl
 
 pytest.importorskip("trl")
 
 from tiny_models import build_tiny_model  # noqa: E402
+
+from distill.train.recipe import shipped_recipes  # noqa: E402
+
+SHIPPED_RECIPES = shipped_recipes()
 
 
 def dialogues(n=12):
@@ -67,10 +70,11 @@ def test_sft_trains_masks_user_tokens_saves_and_generates(cli, tmp_path, base_mo
 
 
 def test_assistant_only_loss_masks_the_user(tmp_path, base_model):
-    from distill.train import data, template
-    from distill.train.recipe import DatasetSpec
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from distill.train import data, template
+    from distill.train.recipe import DatasetSpec
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     template.prepare(tokenizer, "auto", assistant_only_loss=True)
@@ -139,7 +143,8 @@ def test_dry_run_keeps_the_global_batch(cli, tmp_path):
     assert yaml.safe_load(resolved)["training"]["gradient_accumulation_steps"] == 4
     assert not (tmp_path / "o").exists()  # a dry run starts nothing and writes nothing
     one = cli("train", "dpo", "--config", "zephyr-7b-beta/dpo_handbook", "--dry-run", "per_device_train_batch_size=1")
-    assert one.code != 0  # not a recipe key at the top: named
+    assert_one_line_error(one, "unknown config key 'per_device_train_batch_size'")  # not a recipe key at the top: named
+    assert one.code == 2
     single = cli("train", "dpo", "--config", "zephyr-7b-beta/dpo_handbook", "--dry-run")
     assert "x 16 gradient accumulation steps" in single.err and "accelerate" not in single.out.split("\n")[0]
 
@@ -147,14 +152,54 @@ def test_dry_run_keeps_the_global_batch(cli, tmp_path):
 def test_shipped_recipes_are_valid():
     from distill.train.recipe import find_recipe, load_recipe, shipped_recipes
 
-    names = shipped_recipes()
-    assert {"zephyr-7b-beta/sft_paper", "zephyr-7b-beta/dpo_paper", "zephyr-7b-beta/dpo_handbook"} <= set(names)
-    for name in names:
-        if "qlora" not in name:
-            stage = name.split("/")[1].split("_")[0]
-            assert load_recipe(find_recipe(name), stage, []).stage == stage
+    assert shipped_recipes() == SHIPPED_RECIPES  # each is checked below, by name
+    assert {"zephyr-7b-beta/sft_paper", "zephyr-7b-beta/dpo_paper", "zephyr-7b-beta/dpo_handbook",
+            "zephyr-7b-beta/sft_qlora", "zephyr-7b-beta/dpo_qlora"} <= set(SHIPPED_RECIPES)
     assert load_recipe(find_recipe("zephyr-7b-beta/dpo_paper"), "dpo", []).training["beta"] == 0.1
     assert load_recipe(find_recipe("zephyr-7b-beta/dpo_handbook"), "dpo", []).training["beta"] == 0.01
+
+
+def a_cuda_gpu_with_bitsandbytes(monkeypatch):
+    """What load_recipe asks of the machine before it takes a QLoRA recipe, faked: the recipe's
+    values are then checked as on such a machine (nothing is loaded, no GPU is used)."""
+    import importlib.machinery
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: importlib.machinery.ModuleSpec(name, None) if name == "bitsandbytes" else real(name, *a))
+
+
+@pytest.mark.parametrize("name", SHIPPED_RECIPES)
+def test_each_shipped_recipe_loads_and_passes_the_dry_run_checks(cli, tmp_path, monkeypatch, name):
+    from distill.train import stages
+    from distill.train.recipe import find_recipe, load_recipe
+
+    written = yaml.safe_load(find_recipe(name).read_text())
+    stage = written["stage"]
+    assert name.split("/")[1].startswith(stage + "_")
+    if written.get("peft", {}).get("method") == "qlora":  # refused without a CUDA GPU (test_recipe_errors_are_one_line)
+        a_cuda_gpu_with_bitsandbytes(monkeypatch)
+    loaded = load_recipe(find_recipe(name), stage, [])
+    assert loaded.stage == stage and loaded.training == written["training"]
+    assert {key: getattr(loaded.peft, key) for key in written.get("peft", {})} == written.get("peft", {})
+    stages.trl_args(loaded, this_machine=False)  # TRL's config class takes every value
+    result = cli("train", stage, "--config", name, "--dry-run", f"output_dir={tmp_path / 'out'}")
+    assert result.code == 0, result.err
+    command, _, resolved = result.out.partition("\n")
+    assert f"distill.train.worker {stage}" in command and "accelerate" not in command  # one GPU: no launcher
+    resolved = yaml.safe_load(resolved)
+    assert resolved["stage"] == stage and resolved["peft"] == loaded.peft.model_dump(mode="json")
+    assert {k: v for k, v in resolved["training"].items() if k != "gradient_accumulation_steps"} == \
+        {k: v for k, v in written["training"].items() if k != "gradient_accumulation_steps"}
+    batch, steps = written["global_batch_size"], resolved["training"]["gradient_accumulation_steps"]
+    per_device = written["training"]["per_device_train_batch_size"]
+    assert per_device * steps == batch  # the global batch kept on one GPU
+    assert f"global batch size {batch} = {per_device} per device x 1 process x {steps} gradient accumulation steps" in result.err
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
 def test_push_flags_land_in_the_recipe(cli, tmp_path, monkeypatch):

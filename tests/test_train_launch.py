@@ -6,13 +6,8 @@ from pathlib import Path
 import pytest
 
 from distill.errors import ConfigError
-from distill.train.launch import (
-    ACCELERATE_CONFIGS,
-    accelerate_config_path,
-    check_installed,
-    gradient_accumulation,
-    launch_command,
-)
+from distill.train.launch import ACCELERATE_CONFIGS, accelerate_config_path, check_installed, launch_command
+from distill.train.recipe import gradient_accumulation
 
 RESOLVED = Path("/runs/sft/resolved.yaml")
 

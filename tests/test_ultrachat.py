@@ -7,8 +7,8 @@ from collections import Counter
 import datasets
 import pytest
 import yaml
-
 from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+
 from distill.parsing import list_items
 from distill.pipelines import ultrachat as uc
 from distill.schemas import DIALOGUE, prompt_id
@@ -311,9 +311,8 @@ def test_trl_sft_trainer_trains_on_the_dialogues(cli, tmp_path, monkeypatch):
     """TRL 1.x reads any `prompt` column as prompt-completion data, so SFT takes the
     `messages` column alone (as `distill train sft` does); the rows need nothing else."""
     pytest.importorskip("trl")
-    from trl import SFTConfig, SFTTrainer
-
     from tiny_models import build_tiny_model
+    from trl import SFTConfig, SFTTrainer
 
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "world=1", "--world-rounds", "2")
     assert result.code == 0, result.err

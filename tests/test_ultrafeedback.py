@@ -5,8 +5,8 @@ import re
 
 import datasets
 import pytest
-
 from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+
 from distill.cache import RequestCache
 from distill.pipelines import ultrafeedback as uf
 from distill.schemas import PREFERENCE
@@ -283,9 +283,8 @@ def test_trl_dpo_trainer_trains_on_the_pairs(cli, tmp_path, monkeypatch, prompts
     """TRL 1.x takes `chosen`/`rejected` with the prompt implicit in them; its explicit
     `prompt` must be a chat too, which ultrafeedback_binarized's string is not."""
     pytest.importorskip("trl")
-    from trl import DPOConfig, DPOTrainer
-
     from tiny_models import build_tiny_model
+    from trl import DPOConfig, DPOTrainer
 
     result, out = rate(cli, tmp_path, monkeypatch, prompts)
     assert result.code == 0, result.err

@@ -18,7 +18,7 @@ import pytest
 
 from distill import ratelimit
 from distill.accounting import FREE, BudgetReached, Ledger, Price, load_prices, price_for
-from distill.backends.openai_backend import parse_retry_after
+from distill.backends.http_errors import parse_retry_after
 from distill.cache import RequestCache
 from distill.client import RetryPolicy
 from distill.config import EngineConfig, read_yaml_config
@@ -147,9 +147,12 @@ def test_cache_persists_across_reopen(tmp_path):
 
 def test_cache_wal_mode(tmp_path):
     cache = RequestCache(tmp_path / "cache.sqlite")
-    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    # WAL is persistent in the file itself: any other connection sees it, while the cache is open and after.
+    while_open = sqlite3.connect(tmp_path / "cache.sqlite")
+    assert while_open.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    while_open.close()
     cache.close()
-    other = sqlite3.connect(tmp_path / "cache.sqlite")  # WAL is persistent in the file itself
+    other = sqlite3.connect(tmp_path / "cache.sqlite")
     assert other.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
     other.close()
 
@@ -169,7 +172,11 @@ def test_cache_put_is_committed_at_once(tmp_path):
     cache = RequestCache(path)
     request = Request.chat("m", CHAT)
     cache.put(request.key(), request, _response("durable"))
-    assert not cache._db.in_transaction
+    # No transaction left open: another writer gets the write lock at once (timeout 0), not "database is locked".
+    writer = sqlite3.connect(path, timeout=0, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("ROLLBACK")
+    writer.close()
     reader = sqlite3.connect(path)
     row = reader.execute("SELECT request, response FROM responses WHERE key = ?", (request.key(),)).fetchone()
     assert row is not None
@@ -547,8 +554,15 @@ def test_identity_excludes_runtime_keys(tmp_path):
 def test_unknown_key_is_an_error(tmp_path):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError):
-        EngineConfig(output=tmp_path, no_such_key=1)
+    from distill.config import validate_config
+
+    with pytest.raises(ValidationError) as info:
+        EngineConfig(output=tmp_path, model="m", no_such_key=1)
+    # The unknown key, and only it, is what is refused (not the known `model` next to it).
+    assert [(e["type"], e["loc"]) for e in info.value.errors()] == [("extra_forbidden", ("no_such_key",))]
+    # And the line a user reads (a config file, a plan) names it.
+    with pytest.raises(ConfigError, match=r"^unknown config key 'no_such_key'$"):
+        validate_config(EngineConfig, {"output": str(tmp_path), "model": "m", "no_such_key": 1})
 
 
 @pytest.mark.parametrize("value", ["sk-abc", "sk-proj-0123456789abcdef", "my key", "", "OPENAI API KEY"])
@@ -572,9 +586,9 @@ NOW = 1_700_000_000.0
 
 @pytest.fixture
 def frozen_time(monkeypatch):
-    from distill.backends import openai_backend
+    from distill.backends import http_errors
 
-    monkeypatch.setattr(openai_backend, "time", SimpleNamespace(time=lambda: NOW))
+    monkeypatch.setattr(http_errors, "time", SimpleNamespace(time=lambda: NOW))
 
 
 def test_retry_after_seconds(frozen_time):

@@ -8,7 +8,6 @@ import re
 import datasets
 import pytest
 import yaml
-
 from conftest import StandInHub, assert_one_line_error
 from test_ultrachat import scripted as ultrachat_teacher
 from test_ultrafeedback import judge_json, quality

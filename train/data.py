@@ -33,7 +33,7 @@ def on_hub(spec: DatasetSpec) -> bool:
     return _is_hub_id(spec.path)
 
 
-def load_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=None) -> list[dict[str, Any]]:
+def load_training_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=None) -> list[dict[str, Any]]:
     splits = load_splits(spec.path, spec.subset, spec.revision)
     split = spec.split or next((s for s in (default_splits or DEFAULT_SPLITS[stage]) if s in splits), None)
     rows = pick_split(splits, spec.path, split)
@@ -56,6 +56,6 @@ def mix(specs: list[DatasetSpec], stage: str, seed: int, default_splits=None):
     """One shuffled `datasets.Dataset` of every spec's rows."""
     import datasets
 
-    rows = [row for spec in specs for row in load_rows(spec, stage, seed, default_splits)]
+    rows = [row for spec in specs for row in load_training_rows(spec, stage, seed, default_splits)]
     random.Random(seed).shuffle(rows)
     return datasets.Dataset.from_list(rows)

@@ -28,23 +28,6 @@ ACCELERATE_CONFIGS = ("multi_gpu", "deepspeed_zero3", "fsdp")
 _NEEDS = {"deepspeed_zero3": "deepspeed"}
 
 
-def gradient_accumulation(global_batch_size: int, per_device_batch_size: int, num_processes: int) -> int:
-    """Accumulation steps that keep the global batch: global = per device x processes x accumulation."""
-    for name, value in (("global batch size", global_batch_size), ("per-device batch size", per_device_batch_size),
-                        ("number of processes", num_processes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a whole number >= 1, not {value!r}")
-    per_step = per_device_batch_size * num_processes
-    steps, left = divmod(global_batch_size, per_step)
-    if left or steps < 1:
-        raise ConfigError(
-            f"global batch size {global_batch_size} is not a multiple of {per_device_batch_size} per device x "
-            f"{num_processes} process{'es' if num_processes > 1 else ''} = {per_step}: change global_batch_size, "
-            "per_device_train_batch_size or the number of GPUs"
-        )
-    return steps
-
-
 def _is_file_name(name: str) -> bool:
     return name.endswith((".yaml", ".yml", ".json")) or "/" in name or "\\" in name
 
@@ -134,7 +117,7 @@ def run_stage(stage: str, recipe, command: list[str], resolved_config: Path, acc
     `checked` is the stage's preflight when the caller made it already, else it is made here
     and its notes (the chat template, ...) go to `say` (default: stderr).
     """
-    from distill.run import claim
+    from distill.run_dir import claim
     from distill.train.recipe import dump_recipe
     from distill.train.stages import preflight
 

@@ -44,7 +44,7 @@ class DatasetSpec(Strict):
     fraction: float = Field(1.0, gt=0, le=1)  # a seeded share of the split
 
 
-class ModelSpec(Strict):
+class TrainingModel(Strict):
     name_or_path: str
     revision: str | None = None
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -62,7 +62,7 @@ class PeftSpec(Strict):
 
 class Recipe(Strict):
     stage: Stage
-    model: ModelSpec
+    model: TrainingModel
     datasets: list[DatasetSpec] = Field(min_length=1)
     eval_datasets: list[DatasetSpec] = Field(default_factory=list)
     chat_template: Literal["auto", "zephyr"] = "auto"  # auto: the tokenizer's, else Zephyr's
@@ -249,7 +249,7 @@ def _need_gpu_for_qlora() -> None:
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:
-    from distill.run import write_atomic
+    from distill.run_dir import write_atomic
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(Path(path), yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
@@ -274,12 +274,27 @@ def find_recipe(name: str) -> Path:
     raise ConfigError(f"no recipe {name!r}: not a file, nor a shipped recipe ({', '.join(shipped_recipes())})")
 
 
+def gradient_accumulation(global_batch_size: int, per_device_batch_size: int, num_processes: int) -> int:
+    """Accumulation steps that keep the global batch: global = per device x processes x accumulation."""
+    for name, value in (("global batch size", global_batch_size), ("per-device batch size", per_device_batch_size),
+                        ("number of processes", num_processes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, not {value!r}")
+    per_step = per_device_batch_size * num_processes
+    steps, left = divmod(global_batch_size, per_step)
+    if left or steps < 1:
+        raise ConfigError(
+            f"global batch size {global_batch_size} is not a multiple of {per_device_batch_size} per device x "
+            f"{num_processes} process{'es' if num_processes > 1 else ''} = {per_step}: change global_batch_size, "
+            "per_device_train_batch_size or the number of GPUs"
+        )
+    return steps
+
+
 def resolve_batch(recipe: Recipe, processes: int) -> str | None:
     """Keep the recipe's global batch size: set gradient accumulation for this many processes."""
     if recipe.global_batch_size is None:
         return None
-    from distill.train.launch import gradient_accumulation
-
     defaults = {f.name: f.default for f in dataclasses.fields(recipe.trl_config_class())}
     per_device = recipe.training.get("per_device_train_batch_size", defaults["per_device_train_batch_size"])
     steps = gradient_accumulation(recipe.global_batch_size, per_device, processes)

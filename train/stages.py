@@ -22,12 +22,12 @@ from typing import Any
 
 from distill.errors import ConfigError, InputError
 from distill.train import data, template
-from distill.train.recipe import ModelSpec, PeftSpec, Recipe
+from distill.train.recipe import PeftSpec, Recipe, TrainingModel
 
 EVAL_SPLITS = {"sft": ("test_sft", "test"), "dpo": ("test_prefs", "test")}
 
 
-def attention(spec: ModelSpec) -> str:
+def attention(spec: TrainingModel) -> str:
     """FlashAttention-2 when it is installed and a GPU is there, else PyTorch's SDPA."""
     if spec.attn_implementation != "auto":
         return spec.attn_implementation
@@ -36,7 +36,7 @@ def attention(spec: ModelSpec) -> str:
     return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
-def adapter_base(spec: ModelSpec) -> str | None:
+def adapter_base(spec: TrainingModel) -> str | None:
     """The base model of `spec` when it names a LoRA adapter rather than a whole model, else None."""
     from transformers.utils import find_adapter_config_file
 
@@ -44,7 +44,7 @@ def adapter_base(spec: ModelSpec) -> str | None:
     return json.loads(Path(found).read_text())["base_model_name_or_path"] if found else None
 
 
-def load_model(spec: ModelSpec, peft: PeftSpec):
+def load_model(spec: TrainingModel, peft: PeftSpec):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -222,7 +222,7 @@ def preflight(recipe: Recipe, dry_run: bool = False, in_process: bool = True) ->
                 if data.on_hub(spec):
                     hub_datasets.append(f"{spec.path} ({kind})")
                 else:
-                    data.load_rows(spec, recipe.stage, recipe.seed, splits)
+                    data.load_training_rows(spec, recipe.stage, recipe.seed, splits)
     else:
         checked.train_data = data.mix(recipe.datasets, recipe.stage, recipe.seed)
         checked.eval_data = data.mix(recipe.eval_datasets, recipe.stage, recipe.seed, evals) if recipe.eval_datasets else None

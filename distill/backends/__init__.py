@@ -49,11 +49,11 @@ def make_backend(config: EngineConfig) -> Backend:
     if config.model is None:
         raise ConfigError(f"the {name} backend needs --model")
     if name == "openai":
-        from pathlib import Path
-
         from distill.backends.openai_backend import BatchSettings, OpenAIBackend
+        from distill.run_dir import RunDir
 
-        batch = BatchSettings(Path(config.output) / "batches.jsonl", config.batch_window, config.batch_poll) if config.batch_api else None
+        journal = RunDir(config.output).batches_path
+        batch = BatchSettings(journal, config.batch_window, config.batch_poll) if config.batch_api else None
         return OpenAIBackend(config.model, config.base_url, config.api_key_env, config.timeout, batch)
     if name == "vllm":
         from distill.backends.vllm_backend import VLLMBackend

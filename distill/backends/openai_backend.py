@@ -20,12 +20,9 @@ What each endpoint has shown of itself is remembered for the session:
 
 from __future__ import annotations
 
-import email.utils
-import errno
 import itertools
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,36 +31,10 @@ from urllib.parse import urlsplit
 import openai
 
 from distill import secrets
-from distill.backends.base import PermanentError, RejectedError, TransientError
+from distill.backends.base import PermanentError, TransientError
+from distill.backends.http_errors import api_error, connection_refused
 from distill.errors import ConfigError, warn
 from distill.request import Request, Response, Usage
-
-RETRYABLE_STATUS = {408, 409, 425, 429}
-
-
-def parse_retry_after(headers) -> float | None:
-    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
 
 NO_KEY = "no-key"  # what an endpoint given no key is sent: the openai client needs some value
 
@@ -263,33 +234,6 @@ class OpenAIBackend:
             await endpoint.client.close()
 
 
-def status_error(status: int, detail: str, where: str, retry_after: float | None = None,
-                 model: str | None = None) -> Exception:
-    """The backend error for an HTTP status: retried (408, 409, 425, 429, 5xx), the request
-    rejected (400, 413, 422: the item fails, the run goes on), or permanent (the run stops)."""
-    if status in RETRYABLE_STATUS or status >= 500:
-        return TransientError(f"HTTP {status} from {where}: {detail}", retry_after, kind=f"http_{status}")
-    if status in (401, 403):
-        return PermanentError(f"{where} refused the API key (HTTP {status}): {detail}")
-    if status == 404:
-        what = f"no model {model!r}" if model else "no such model"
-        return PermanentError(f"{where} has {what} or no such route (HTTP 404): {detail}")
-    if status in (400, 413, 422):
-        return RejectedError(f"{where} rejected the request (HTTP {status}): {detail}")
-    return PermanentError(f"{where} failed the request (HTTP {status}): {detail}")
-
-
-def api_error(err: Exception, where: str, model: str | None = None) -> Exception:
-    """The backend error for what the openai client raised, or for a reply it could not read."""
-    if isinstance(err, openai.APITimeoutError):
-        return TransientError(f"timeout from {where}", kind="timeout")
-    if isinstance(err, openai.APIConnectionError):
-        return TransientError(f"connection to {where} failed: {err}", kind="connection")
-    if isinstance(err, openai.APIStatusError):
-        return status_error(err.status_code, _short(err), where, parse_retry_after(err.response.headers), model)
-    return TransientError(f"malformed reply from {where}: {type(err).__name__}: {err}", kind="malformed")
-
-
 def refuses_format(err: openai.APIStatusError) -> bool:
     """Whether an HTTP error is the server refusing the request's response_format: an error
     status (not a rate limit, a timeout, a key or a route) whose body names it."""
@@ -301,25 +245,3 @@ def refuses_format(err: openai.APIStatusError) -> bool:
         body = str(err.body)
     text = f"{getattr(err, 'message', '')} {body}".lower()
     return any(name in text for name in ("response_format", "json_schema", "response format"))
-
-
-def connection_refused(err: BaseException) -> bool:
-    """Whether a connection error is the server's port refusing it (nothing listening there):
-    somewhere in its chain of causes, a ConnectionRefusedError or errno ECONNREFUSED."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [err]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError) or getattr(current, "errno", None) == errno.ECONNREFUSED:
-            return True
-        todo += [e for e in (current.__cause__, current.__context__, *current.args) if isinstance(e, BaseException)]
-        todo += [e for e in getattr(current, "exceptions", ()) if isinstance(e, BaseException)]  # an exception group
-    return False
-
-
-def _short(err: openai.APIStatusError) -> str:
-    message = getattr(err, "message", None) or str(err)
-    return " ".join(str(message).split())[:300]

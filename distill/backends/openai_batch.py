@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.backends.base import PermanentError, TransientError
-from distill.backends.openai_backend import api_error, status_error
+from distill.backends.http_errors import api_error, status_error
 
 ENDED = {"completed", "expired", "cancelled", "failed"}
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch

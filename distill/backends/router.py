@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 from distill.backends.base import Backend
+from distill.config import BACKENDS
 from distill.request import Request, Response
 
-BACKENDS = ("llamacpp", "openai", "vllm", "fake")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -1,19 +1,27 @@
+"""`distill binarize`: its options are the binarization fields of `distill rate ultrafeedback`."""
+
 import click
 
+from distill.cli_options import config_options
 
-@click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--score", help="mean, overall or an aspect (instruction_following, honesty, truthfulness, helpfulness).")
-@click.option("--rejected", type=click.Choice(["random", "lowest"]))
-@click.option("--keep-ties/--drop-ties", default=None)
-@click.option("--test-size", type=float)
-@click.option("--format", type=click.Choice(["parquet", "jsonl"]))
-def binarize(run_dir: str, **changes) -> None:
-    """Binarize the ratings of a `distill rate ultrafeedback` run again with other options,
-    without calling any model. Options not given keep the run's values.
-    """
-    from distill.pipelines.ultrafeedback import rebinarize
+BINARIZATION = ("score", "rejected", "keep_ties", "test_size", "format")
 
-    built = rebinarize(run_dir, **changes)
-    pairs = sum(len(rows) for split, rows in built.configs[0].splits.items() if split.endswith("_prefs"))
-    click.echo(f"done: {pairs} preference pairs in {run_dir}/data/")
+
+def _binarize() -> click.Command:
+    from distill.pipelines.ultrafeedback import UltraFeedbackConfig
+
+    def callback(run_dir: str, **changes) -> None:
+        from distill.pipelines.ultrafeedback import rebinarize
+
+        built = rebinarize(run_dir, **changes)
+        pairs = sum(len(rows) for split, rows in built.configs[0].splits.items() if split.endswith("_prefs"))
+        click.echo(f"done: {pairs} preference pairs in {run_dir}/data/")
+
+    params = [click.Argument(["run_dir"], type=click.Path(file_okay=False)),
+              *config_options(UltraFeedbackConfig, include=BINARIZATION, toggle=True)]
+    return click.Command("binarize", params=params, callback=callback, help=(
+        "Binarize the ratings of a `distill rate ultrafeedback` run again with other options, without calling any "
+        "model. Options not given keep the run's values (the defaults shown are those of a new run)."))
+
+
+binarize = _binarize()

@@ -22,30 +22,22 @@ def _common(command):
     return click.argument("source")(command)
 
 
-@click.command()
-@_common
-@click.option("--column", default="messages", show_default=True, help="Text to compare; a chat's user and assistant turns are joined.")
-@click.option("--roles", default="user,assistant", show_default=True, help="Which turns of a chat count.")
-@click.option("--threshold", default=0.7, show_default=True, type=float, help="Jaccard similarity at which rows are near-duplicates.")
-@click.option("--num-perm", default=128, show_default=True, type=int, help="MinHash permutations.")
-@click.option("--ngram", default=5, show_default=True, type=int, help="Words per shingle.")
-def dedup(source, output, subset, column, roles, threshold, num_perm, ngram):
-    """MinHash near-duplicate removal: the first row of each cluster (input order) is kept."""
-    _run(source, output, subset, column, {"dedup": {"threshold": threshold, "num_perm": num_perm, "ngram": ngram,
-                                                    "roles": roles.split(",")}})
+def _one_filter(name: str, help: str) -> click.Command:
+    """`distill filter NAME`: one filter, its options the fields of its class (filters/)."""
+    from distill.cli_options import config_options
+    from distill.filters.pipeline import FILTERS
+
+    def callback(source, output, subset, **options):
+        given = {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()
+                 if value is not None and value != ()}
+        _run(source, output, subset, {name: given})
+
+    return _common(click.Command(name, params=config_options(FILTERS[name]), callback=callback, help=help))
 
 
-@click.command()
-@_common
-@click.option("--against", multiple=True, required=True, help="Benchmark prompts: a file, saved dataset or Hub id; repeatable.")
-@click.option("--column", help="The row's prompt.  [default: prompt, instruction, or the user turns of messages]")
-@click.option("--method", type=click.Choice(["ngram", "minhash"]), default="ngram", show_default=True)
-@click.option("--ngram", default=13, show_default=True, type=int, help="Words of an overlap that counts.")
-@click.option("--threshold", default=0.8, show_default=True, type=float, help="MinHash similarity that counts (--method minhash).")
-def decontaminate(source, output, subset, against, column, method, ngram, threshold):
-    """Drop rows whose prompt overlaps an evaluation set (MT-Bench, AlpacaEval, ...)."""
-    _run(source, output, subset, "messages", {"decontaminate": {"against": list(against), "column": column, "method": method,
-                                                                "ngram": ngram, "threshold": threshold}})
+dedup = _one_filter("dedup", "MinHash near-duplicate removal: the first row of each cluster (input order) is kept.")
+decontaminate = _one_filter("decontaminate", "Drop rows whose prompt overlaps an evaluation set (MT-Bench, AlpacaEval, "
+                                             "...): by default prompt, instruction, or the user turns of messages.")
 
 
 @click.command()
@@ -59,13 +51,13 @@ def run(source, output, subset, config_file):
     _report(filter_dataset(source, read_plan(config_file), output, subset), output)
 
 
-def _run(source, output, subset, column, entry):
+def _run(source, output, subset, entry):
     from distill.config import validate_config
-    from distill.filters.pipeline import SPECS, FilterFile, filter_dataset
+    from distill.filters.pipeline import FILTERS, FilterFile, filter_dataset
 
     (name, options), = entry.items()
-    validate_config(SPECS[name], options)  # a bad value is named by its flag
-    plan = validate_config(FilterFile, {"column": column, "filters": [entry]})
+    validate_config(FILTERS[name], options)  # a bad value is named by its flag
+    plan = validate_config(FilterFile, {"filters": [entry]})
     _report(filter_dataset(source, plan, output, subset), output)
 
 

@@ -10,7 +10,7 @@ def merge(runs, output):
     reads (--input, --materials, role files) must be at the paths the shards used."""
     from pathlib import Path
 
-    from distill.commands.options import report
+    from distill.commands.report import report
     from distill.merge import merge as merge_runs
 
     outcome = merge_runs([Path(r) for r in runs], Path(output))

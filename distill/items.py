@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from distill.accounting import BudgetReached
 from distill.errors import BackendError, RequestRejected, WriteFailed
 from distill.progress import Progress
-from distill.run import RecordLog
+from distill.run_dir import RecordLog
 from distill.secrets import redact
 
 # Rejections of the very first requests, with no success in between, point at the
@@ -55,7 +55,7 @@ class Outcome:
     done: int
     failed: int = 0
     stopped: str | None = None  # why the run stopped early, if it did
-    export: Any = None  # what the export wrote (distill.engine.Exported), once it has
+    export: Any = None  # what the export wrote (distill.generation.Exported), once it has
 
 
 async def run_items(

@@ -129,7 +129,8 @@ def own(path: Path, folders: list[str]) -> None:
 class RunDir:
     """The one owner of a run directory's files: opens, locks, checks, resumes or starts over."""
 
-    def __init__(self, path: Path, command: str, config=None):
+    def __init__(self, path: Path, command: str = "", config=None):
+        """A view of the folder; `open` and `open_output` check, lock and prepare it for writing."""
         self.path = Path(path)
         self.command = command
         self.config = config
@@ -278,19 +279,53 @@ class RunDir:
     def cache_path(self) -> Path:
         return self.path / CACHE
 
-    def records(self) -> "RecordLog":
-        return RecordLog(self.path / RECORDS)
+    @property
+    def records_path(self) -> Path:
+        return self.path / RECORDS
 
-    def failures(self) -> "RecordLog":
-        return RecordLog(self.path / FAILED)
+    @property
+    def batches_path(self) -> Path:
+        """The journal of the provider batches a run has sent (the openai backend's --batch-api)."""
+        return self.path / BATCHES
 
-    def read_stats(self) -> dict[str, Any]:
+    def records(self, read_only: bool = False) -> "RecordLog":
+        return RecordLog(self.path / RECORDS, read_only)
+
+    def failures(self, read_only: bool = False) -> "RecordLog":
+        return RecordLog(self.path / FAILED, read_only)
+
+    def read_stats(self, strict: bool = False) -> dict[str, Any]:
+        """stats.json, or {} when there is none (or, unless `strict`, when it cannot be read)."""
         path = self.path / STATS
         try:
             stats = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except (OSError, ValueError, RecursionError):
+            if strict:
+                raise ConfigError(f"{path} is unreadable: run that again (it resumes) to write it anew") from None
             return {}
         return stats if isinstance(stats, dict) else {}
+
+    def absorb(self, others: list["RunDir"]) -> None:
+        """Take in the cache, records and failed items of other runs (`distill merge`'s shards),
+        which are only read; an item another run already gave is kept once."""
+        from distill.cache import RequestCache
+
+        cache = RequestCache(self.cache_path)
+        try:
+            for other in others:
+                if other.cache_path.is_file():
+                    cache.absorb(other.cache_path)
+        finally:
+            cache.close()
+        for name in (RECORDS, FAILED):
+            joined = RecordLog(self.path / name)
+            try:
+                for other in others:
+                    for row in RecordLog(other.path / name, read_only=True):
+                        if row["id"] not in joined:
+                            joined.append(row)
+            finally:
+                joined.close()
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         text = json.dumps(redact_all(stats), indent=2, ensure_ascii=False, allow_nan=False)

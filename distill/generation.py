@@ -14,33 +14,34 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from distill.accounting import FREE, Ledger, Price, load_prices, price_for
 from distill.backends import choose_backend, route
 from distill.backends.router import ModelSpec, parse_model_spec
 from distill.cache import RequestCache
-from distill.card import Method, public_input, public_value, render_card
+from distill.card import MethodCard, public_input, public_value, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import PLAN_DIGESTS, EngineConfig
 from distill.errors import DistillError, StoppedEarly
-from distill.export import Built, Config, write_configs
+from distill.export import Built, DatasetConfig, write_configs
+from distill.items import INPUT_HASH, Outcome, current, run_items
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
-from distill.run import RecordLog, RunDir, own, read_mark, write_atomic
-from distill.runner import INPUT_HASH, Outcome, current, run_items
+from distill.run_dir import RecordLog, RunDir, own, read_mark, write_atomic
 
 Work = Callable[[str, Any], Awaitable[dict[str, Any]]]
+if TYPE_CHECKING:
+    from distill.methods import GenerationMethod
 BATCH_DISCOUNT = 0.5  # OpenAI's price for batched requests, relative to direct ones
 
 
 def execute(
-    command: str,
+    method: GenerationMethod,
     config: EngineConfig,
     items: list[tuple[str, Any]],
     make_work: Callable[[Client], Work],
     build: Callable[[list[dict[str, Any]]], Built],
-    method: Method,
     models: list[ModelSpec | str | None] | None = None,
 ) -> Outcome:
     """Generate every item (resuming what is done), then export the dataset `build` makes
@@ -53,8 +54,9 @@ def execute(
     if shard:
         k, n = shard
         items = [item for index, item in enumerate(items) if index % n == k]
+    command = method.command
     if config.export_only:
-        return export_only(command, config, items, build, method)
+        return export_only(command, config, items, build, method.card)
     # Everything that can refuse the options comes before the run directory is touched.
     backend, backend_name, run_models, prices, ledger = prepare(config, models)
     try:
@@ -111,7 +113,7 @@ def execute(
                 f"stopped: {outcome.stopped}; {outcome.done} of {outcome.total} done, kept in {run.path} (the same command resumes)"
             )
         finished = _finished(records, items)
-        outcome.export = export(run, build(finished), config, method, [public_input(m) for m in run_models])
+        outcome.export = export(run, build(finished), config, method.card, [public_input(m) for m in run_models])
         return outcome
     finally:
         run.close()
@@ -174,12 +176,10 @@ def _finished(records: RecordLog, items: list[tuple[str, Any]]) -> list[dict[str
 
 
 def export_only(command: str, config: EngineConfig, items: list[tuple[str, Any]],
-                build: Callable[[list[dict[str, Any]]], Built], method: Method) -> Outcome:
+                build: Callable[[list[dict[str, Any]]], Built], card: MethodCard) -> Outcome:
     """Write the dataset from the run's records (after `distill merge`, or to re-export with
     another --test-size or --format); no backend, no request."""
-    from distill.run import CONFIG
-
-    if not (config.output / CONFIG).is_file():
+    if RunDir(config.output).stored_config() is None:
         raise DistillError(f"{config.output} holds no run to export")
     run = RunDir.open(command, config)
     try:
@@ -194,7 +194,7 @@ def export_only(command: str, config: EngineConfig, items: list[tuple[str, Any]]
                                "run the command without --export-only to finish them")
         models = run.read_stats().get("models") or []
         outcome = Outcome(total=len(items), done=len(finished), failed=failed)
-        outcome.export = export(run, build(finished), config, method, [public_input(m) for m in models])
+        outcome.export = export(run, build(finished), config, card, [public_input(m) for m in models])
         return outcome
     finally:
         run.close()
@@ -232,7 +232,7 @@ class Exported:
     dropped: dict[str, int]  # reason -> rows
 
 
-def export(run: RunDir, built: Built, config: EngineConfig, method: Method, models: list[str]) -> Exported:
+def export(run: RunDir, built: Built, config: EngineConfig, method: MethodCard, models: list[str]) -> Exported:
     """Write the dataset in the Hub layout and its card; record splits and filters in the stats.
 
     When no row survived post-processing, the companion configs (what was paid for, such as
@@ -243,7 +243,7 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: Method, mode
         stats["postprocess"] = built.notes
     empty = not any(built.configs[0].splits.values())
     # Empty splits are left out (datasets cannot load one), and configs left with none.
-    configs = [Config(c.name, c.features, {s: rows for s, rows in c.splits.items() if rows}) for c in built.configs]
+    configs = [DatasetConfig(c.name, c.features, {s: rows for s, rows in c.splits.items() if rows}) for c in built.configs]
     configs = [c for c in configs if c.splits]
     if not configs:
         run.write_stats(stats)
