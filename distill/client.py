@@ -75,6 +75,9 @@ class Client:
         self.halted: DistillError | None = None  # set when a reply could not be written
         self._warned_usage = False
         self._rng = random.Random()  # jitter only; never affects what is generated
+        # Replies waiting for their group's commit, and the commit scheduled for them.
+        self._to_commit: list[tuple[str, Request, Response, asyncio.Future]] = []
+        self._commit_handle: asyncio.Handle | None = None
 
     @property
     def model(self) -> str:
@@ -115,12 +118,14 @@ class Client:
             attempt = 0
             while True:
                 try:
-                    async with self._slots:  # held until the reply is on disk: a write that fails
-                        await self.limiter.acquire(estimate)  # stops the next request going out
+                    async with self._slots:
+                        await self.limiter.acquire(estimate)
+                        if self._to_commit:  # the replies that came before go to disk before this goes out:
+                            self._commit()  # a write that fails stops the next request going out
                         if self.halted is not None:
                             raise self.halted
                         response = await self.backend.complete(request)
-                        response = self._keep(key, request, response)
+                        response, committed = self._keep(key, request, response)
                     break
                 except TransientError as err:
                     self.stats.errors[err.kind] += 1
@@ -138,6 +143,7 @@ class Client:
                     raise RequestRejected(f"{self.backend.name}: {err}") from None
                 except PermanentError as err:
                     raise BackendError(f"{self.backend.name}: {err}") from None
+            await self._durable(committed)
         finally:
             self.ledger.release(reservation)
         self.limiter.settle(estimate, response.usage.total_tokens)
@@ -146,20 +152,71 @@ class Client:
         self.progress.on_response(response.usage.total_tokens, self.ledger.cost)
         return response
 
-    def _keep(self, key: str, request: Request, response: Response) -> Response:
-        """The reply, counted at most at its worst case, durable before anyone sees it: nothing
-        paid for is lost. A reply that cannot be written stops the run: nothing more is asked
-        that could not be kept."""
+    def _keep(self, key: str, request: Request, response: Response) -> tuple[Response, asyncio.Future]:
+        """The reply, counted at most at its worst case, queued to be made durable before anyone
+        sees it (`_durable`): nothing paid for is lost. A reply that cannot be written stops the
+        run: nothing more is asked that could not be kept.
+
+        Replies are committed in groups, one transaction for the replies that came in together:
+        the first reply of a group schedules the commit for the event loop's next turn, and
+        every reply that arrives before then joins it. A request is sent only once the replies
+        that came before it are committed (`_ask` commits them first if need be), so the replies
+        not yet on disk and the requests in flight are never more than the concurrency: what a
+        SIGKILL can lose, as when every reply was committed on its own. The request's slot is
+        free as soon as its reply is queued (holding it through the commit left the HTTP
+        client's connections idle longer, which costs more than the commit)."""
         usage = self.ledger.counted(response.usage, request)
         if usage != response.usage:
             self._over_reported(response, usage)
             response = dataclasses.replace(response, usage=usage)
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+        self._to_commit.append((key, request, response, committed))
+        if self._commit_handle is None:
+            self._commit_handle = loop.call_soon(self._commit)
+        return response, committed
+
+    async def _durable(self, committed: asyncio.Future) -> None:
+        """Wait for a reply's group to be committed; raises the write's error if it could not be."""
         try:
-            self.cache.put(key, request, response)
+            await committed
+        except asyncio.CancelledError:
+            self._commit()  # cancelled (Ctrl-C, SIGTERM): the replies that came are written before it goes on
+            raise
+
+    def _commit(self) -> None:
+        """Write the replies waiting for a commit, in one transaction, then release their callers."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        group, self._to_commit = self._to_commit, []
+        if group:
+            self._write(group)
+
+    def _write(self, group: list[tuple[str, Request, Response, asyncio.Future]]) -> None:
+        """A failed write (the disk) stops the run (`halted`): only the replies of that group are
+        lost. A reply that cannot be stored at all (say a lone surrogate in its text) fails alone:
+        the others of its group are written one by one."""
+        try:
+            self.cache.put_many([(key, request, response) for key, request, response, _ in group])
         except DistillError as err:
             self.halted = err
-            raise
-        return response
+            outcome: BaseException | None = err
+        except Exception as err:  # noqa: BLE001 - not the disk: that reply alone fails, as when each was written alone
+            if len(group) > 1:
+                for entry in group:
+                    self._write([entry])
+                return
+            outcome = err
+        else:
+            outcome = None
+        for *_, committed in group:
+            if committed.done():  # its caller was cancelled
+                continue
+            if outcome is None:
+                committed.set_result(None)
+            else:
+                committed.set_exception(outcome)
 
     def _charge_timeout(self, key: str, request: Request) -> None:
         worst = self.ledger.worst_case(request)

@@ -1,6 +1,8 @@
 """The client and runner with the in-process fake backend."""
 
 import asyncio
+import errno
+import sqlite3
 
 import pytest
 
@@ -9,11 +11,11 @@ from distill.backends.base import PermanentError, RejectedError, TransientError
 from distill.backends.fake import FakeBackend
 from distill.cache import RequestCache
 from distill.client import Client, RetryPolicy
-from distill.errors import BackendError, RequestRejected
+from distill.errors import BackendError, DiskFull, RequestRejected, write_error
+from distill.items import run_items
 from distill.progress import Progress
 from distill.request import Request, SamplingParams
 from distill.run_dir import RecordLog
-from distill.items import run_items
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.002)
 
@@ -229,3 +231,132 @@ def test_waiters_on_a_shared_request_see_its_failure(tmp_path):
     results = asyncio.run(go())
     assert all(isinstance(r, BackendError) and "model gone" in str(r) for r in results)
     assert client._pending == {}
+
+
+# -- group commit: replies that arrive together are written in one transaction --------------------
+
+
+class RecordingCache(RequestCache):
+    """Records the size of every group written; `fail` decides whether a group's write fails."""
+
+    def __init__(self, path, fail=None):
+        super().__init__(path)
+        self.groups = []
+        self.fail = fail
+
+    def put_many(self, entries):
+        if self.fail is not None and self.fail(self.groups, entries):
+            self.groups.append(-len(entries))
+            raise write_error(OSError(errno.ENOSPC, "No space left on device"), self.path)
+        super().put_many(entries)
+        self.groups.append(len(entries))
+
+
+def on_disk(path):
+    with sqlite3.connect(path) as db:  # another connection: sees only what was committed
+        return {row[0] for row in db.execute("SELECT key FROM responses")}
+
+
+def test_replies_arriving_together_are_committed_together_and_seen_only_once_on_disk(tmp_path):
+    cache = RecordingCache(tmp_path / "cache.sqlite")
+    client = Client(FakeBackend(latency=0.005), cache, concurrency=16, retry=FAST)
+    requests = [chat(f"q{i}") for i in range(64)]
+    seen_before_commit = []
+
+    async def item(request):
+        response = await client.complete(request)
+        if request.key() not in on_disk(tmp_path / "cache.sqlite"):  # what a pipeline gets is on disk
+            seen_before_commit.append(request)
+        return response
+
+    async def go():
+        return await asyncio.gather(*(item(r) for r in requests))
+
+    responses = asyncio.run(go())
+    assert len(responses) == 64 and not seen_before_commit
+    assert sum(cache.groups) == 64 and max(cache.groups) > 1 and len(cache.groups) < 64
+    assert on_disk(tmp_path / "cache.sqlite") == {r.key() for r in requests}
+    # A second client reads them all back from the cache, the backend is not asked again.
+    again = make_client(tmp_path, FakeBackend())
+    assert [asyncio.run(again.complete(r)).text for r in requests] == [r.text for r in responses]
+    assert again.stats.cache_hits == 64
+
+
+def test_no_request_goes_out_before_the_replies_that_came_before_it_are_on_disk(tmp_path):
+    # So the replies a SIGKILL can lose (not yet committed) and the requests in flight are
+    # never more than the concurrency together, as when each reply was committed on its own.
+    path = tmp_path / "cache.sqlite"
+    unsaved_at_send = []
+
+    class Checking(FakeBackend):
+        answered = 0
+
+        async def complete(self, request):
+            unsaved_at_send.append(self.answered - len(on_disk(path)))
+            response = await super().complete(request)
+            self.answered += 1
+            return response
+
+    client = Client(Checking(latency=0.002), RecordingCache(path), concurrency=4, retry=FAST)
+
+    async def go():
+        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(40)))
+
+    asyncio.run(go())
+    assert len(unsaved_at_send) == 40 and set(unsaved_at_send) == {0}
+    assert max(client.cache.groups) > 1  # and they were still written in groups
+
+
+def test_a_failed_group_write_fails_its_callers_and_nothing_more_is_sent(tmp_path):
+    cache = RecordingCache(tmp_path / "cache.sqlite", fail=lambda groups, entries: len(groups) == 1)
+    backend = FakeBackend(latency=0.005)
+    client = Client(backend, cache, concurrency=8, retry=FAST)
+
+    async def go():
+        return await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(40)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert isinstance(client.halted, DiskFull)
+    assert all(isinstance(r, DiskFull) and str(r).startswith("disk full writing") for r in failed)
+    lost = -cache.groups[1]  # the replies of the failed group: the only ones paid for and not kept
+    kept = len(on_disk(tmp_path / "cache.sqlite"))
+    assert kept == sum(g for g in cache.groups if g > 0) and lost <= 8
+    # Nothing was sent once the write had failed: every request sent was either kept (those in
+    # flight then, written in the groups after) or in the failed group.
+    assert len(backend.calls) == kept + lost
+    assert len(failed) == 40 - kept
+
+
+def test_one_reply_that_cannot_be_stored_does_not_take_its_group_with_it(tmp_path):
+    def reply(request):
+        text = request.messages[-1]["content"]
+        return "half a pair \ud800" if text == "q3" else f"answer to {text}"
+
+    client = make_client(tmp_path, FakeBackend(reply=reply, latency=0.005), concurrency=8)
+
+    async def go():
+        return await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(8)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert isinstance(results[3], UnicodeEncodeError)
+    assert [r.text for i, r in enumerate(results) if i != 3] == [f"answer to q{i}" for i in range(8) if i != 3]
+    assert len(on_disk(tmp_path / "cache.sqlite")) == 7 and client.halted is None
+
+
+def test_a_request_cancelled_while_its_reply_waits_for_the_commit_keeps_the_reply(tmp_path):
+    backend = FakeBackend()
+    client = make_client(tmp_path, backend)
+
+    async def go():
+        task = asyncio.create_task(client.complete(chat("paid for")))
+        await asyncio.sleep(0)  # the backend answered; the reply waits for its group's commit
+        assert len(backend.calls) == 1 and not on_disk(tmp_path / "cache.sqlite")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert on_disk(tmp_path / "cache.sqlite") == {chat("paid for").key()}
+    # The client goes on as before, in another event loop too.
+    assert asyncio.run(client.complete(chat("next"))).text and len(on_disk(tmp_path / "cache.sqlite")) == 2
