@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
@@ -67,21 +67,22 @@ class Request:
         return cls(model=model, prompt=prompt, params=params or SamplingParams(), sample=sample)
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "params": asdict(self.params), "sample": self.sample}
+        p = self.params
+        # 1 and 1.0 are the same temperature: one cache key. (Built by hand: asdict's deep copy
+        # was most of a key's cost, and a key is made for every request.)
+        params: dict[str, Any] = {"temperature": float(p.temperature), "top_p": float(p.top_p),
+                                  "max_tokens": p.max_tokens, "stop": list(p.stop), "seed": p.seed}
+        if p.presence_penalty is not None:  # keys of requests without it stay as they were
+            params["presence_penalty"] = p.presence_penalty
+        body: dict[str, Any] = {"model": self.model, "params": params, "sample": self.sample}
         if self.messages is not None:
-            body["messages"] = list(self.messages)
+            body["messages"] = [dict(m) for m in self.messages]
         else:
             body["prompt"] = self.prompt
         if self.answer_prefix is not None:  # only when set: keys of other requests stay as they were
             body["answer_prefix"] = self.answer_prefix
         if self.json_schema is not None:
             body["json_schema"] = self.json_schema
-        body["params"]["stop"] = list(self.params.stop)
-        if self.params.presence_penalty is None:  # keys of requests without it stay as they were
-            del body["params"]["presence_penalty"]
-        # 1 and 1.0 are the same temperature: keep them one cache key.
-        body["params"]["temperature"] = float(self.params.temperature)
-        body["params"]["top_p"] = float(self.params.top_p)
         return body
 
     def key(self) -> str:

@@ -664,3 +664,16 @@ def test_presence_penalty_is_in_the_key_and_the_body_only_when_set():
     penalised = Request.chat("m", CHAT, SamplingParams(0.7, presence_penalty=2.0))
     assert penalised.key() != plain.key() and penalised.to_dict()["params"]["presence_penalty"] == 2.0
     assert "presence_penalty" not in request_body(plain)[1] and request_body(penalised)[1]["presence_penalty"] == 2.0
+
+
+def test_cache_keys_do_not_change_between_versions():
+    # A key that changed would make every cached answer of a run unreachable: pinned here.
+    requests = [
+        Request.chat("m", [{"role": "user", "content": "hi"}]),
+        Request.chat("m", [{"role": "system", "content": "s"}, {"role": "user", "content": "é ü"}],
+                     SamplingParams(0.7, 0.5, 64, ("\n",), 7, 1.5), sample=2, answer_prefix="1.",
+                     json_schema={"type": "object"}),
+        Request.text("base", "Once", SamplingParams(1, 1, 10, (), None)),
+        Request.text("base", "Once", SamplingParams(0, 1.0, 10, ("a", "b"), 3, None), sample=1),
+    ]
+    assert [r.key()[:16] for r in requests] == ["642b463f3e8a267e", "0fec65ffd88ed24e", "5f120de03014dbfc", "2d98e504f5f5e39f"]
