@@ -1,13 +1,20 @@
 """A run directory: config, request cache, records as they finish, final dataset, stats.
 
     RUN_DIR/.distill        the mark that distill made this folder, and what it wrote there
-    RUN_DIR/config.yaml     the resolved config (never a secret)
-    RUN_DIR/cache.sqlite    every model response, committed as it arrives
+    RUN_DIR/.lock           held (flock) by the one process writing the run
+    RUN_DIR/config.yaml     the resolved config (never a secret), with the plan files' digests
+    RUN_DIR/cache.sqlite    every model response, committed before anyone sees it (+ -wal, -shm)
     RUN_DIR/records.jsonl   finished items, one JSON line each, appended as they complete
     RUN_DIR/failed.jsonl    items the backend rejected, with the reason
-    RUN_DIR/data/           the final dataset (parquet shards, Hub layout)
+    RUN_DIR/batches.jsonl   the provider batches sent (--batch-api), journaled as they are made
+    RUN_DIR/data/           the final dataset (parquet shards, Hub layout); <config>/ for the others
+    RUN_DIR/jsonl/          the same as JSON Lines, with --format jsonl
+    RUN_DIR/.export/        an export being written, swapped in whole when it is done
     RUN_DIR/README.md       its dataset card
     RUN_DIR/stats.json      counts, tokens, cost, time
+
+`distill filter -o` folders are written through `RunDir.open_output` (mark, lock, staged
+export); `distill merge` joins shards through `absorb`.
 
 Running the same command on the same directory resumes it; --fresh starts over, deleting
 only the files above (and the dataset folders the mark lists), never anything else.

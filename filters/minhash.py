@@ -87,7 +87,7 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _words(text: str) -> list[bytes]:
+def words(text: str) -> list[bytes]:
     """The words of one text, as the batch path finds them (lowercased UTF-8)."""
     if text.isascii():
         return text.encode().translate(_ASCII_WORDS).split()

@@ -73,10 +73,26 @@ def test_concurrency_is_bounded(tmp_path):
 
 
 def test_backend_concurrency_limit_wins(tmp_path):
-    backend = FakeBackend()
-    backend.max_concurrency = 1
-    client = make_client(tmp_path, backend, concurrency=64)
-    assert client._slots._value == 1
+    in_flight = peak = 0
+
+    class OneAtATime(FakeBackend):
+        max_concurrency = 1
+
+        async def complete(self, request):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.002)
+            in_flight -= 1
+            return await super().complete(request)
+
+    client = make_client(tmp_path, OneAtATime(), concurrency=64)
+
+    async def go():
+        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(10)))
+
+    asyncio.run(go())
+    assert peak == 1
 
 
 def test_transient_errors_are_retried(tmp_path):
@@ -230,7 +246,9 @@ def test_waiters_on_a_shared_request_see_its_failure(tmp_path):
 
     results = asyncio.run(go())
     assert all(isinstance(r, BackendError) and "model gone" in str(r) for r in results)
-    assert client._pending == {}
+    # Nothing of the failed request lingers: the same request asked again goes to the backend.
+    client.backend.reply = lambda request: "back again"
+    assert asyncio.run(client.complete(chat("same"))).text == "back again"
 
 
 # -- group commit: replies that arrive together are written in one transaction --------------------

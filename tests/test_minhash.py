@@ -114,8 +114,8 @@ def test_words_unicode_and_ascii_paths_agree():
     alphabet = "aZ9_-'., \t\n!?xyzQ0"
     for _ in range(200):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        assert minhash._words(s) == [w.encode() for w in re.findall(r"[^\W_]+", s.lower())]
-    assert minhash._words("Café Déjà-vu, naïve ÉTÉ 2024") == [w.encode() for w in ["café", "déjà", "vu", "naïve", "été", "2024"]]
+        assert minhash.words(s) == [w.encode() for w in re.findall(r"[^\W_]+", s.lower())]
+    assert minhash.words("Café Déjà-vu, naïve ÉTÉ 2024") == [w.encode() for w in ["café", "déjà", "vu", "naïve", "été", "2024"]]
 
 
 def test_signatures_match_datasketch_minhash():
