@@ -106,9 +106,14 @@ class Refusal(Filter):
 
 
 class Degenerate(Filter):
-    """Empty turns, a turn that repeats an earlier one, a chat not ending with the assistant."""
+    """Empty turns, a turn that repeats an earlier one, a chat not ending with the assistant.
+
+    A last user turn that only closes the dialogue (CAMEL's task-done message, which the original
+    dataset keeps) is not a question left unanswered.
+    """
 
     name = "degenerate"
+    closing_user_turns: list[str] = Field(default_factory=lambda: ["<CAMEL_TASK_DONE>"])
 
     def decide(self, rows: Rows) -> list[str | None]:
         column = self.column_name
@@ -120,7 +125,8 @@ class Degenerate(Filter):
                 why = "an empty turn"
             elif len({" ".join(p.lower().split()) for p in parts}) < len(parts):
                 why = "a repeated turn"
-            elif isinstance(value, list) and value and isinstance(value[-1], dict) and value[-1].get("role") == "user":
+            elif (isinstance(value, list) and value and isinstance(value[-1], dict) and value[-1].get("role") == "user"
+                  and str(value[-1].get("content") or "").strip() not in self.closing_user_turns):
                 why = "ends on a user turn"
             reasons.append(why)
         return reasons

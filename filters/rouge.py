@@ -1,10 +1,11 @@
 """ROUGE-L novelty against a growing pool of texts (the Self-Instruct filter).
 
 Self-Instruct keeps a new instruction only if its ROUGE-L F-measure with every
-instruction already in the pool is below a threshold (0.7), and the pool grows as
-instructions are accepted. Scoring every pair is quadratic; `NoveltyPool` makes the same
-decisions as that brute-force loop over the `rouge_score` package while scoring only
-the few pairs that could reach the threshold:
+instruction already in the pool stays within a threshold (0.7: its code drops a score
+above it, `strict` here), and the pool grows as instructions are accepted. Scoring
+every pair is quadratic; `NoveltyPool` makes the same decisions as that brute-force
+loop over the `rouge_score` package while scoring only the few pairs that could reach
+the threshold:
 
 1. Texts are tokenized exactly like rouge_score's default tokenizer and tokens are
    mapped to ints once.
@@ -102,14 +103,17 @@ class NoveltyPool:
     """A pool of texts that answers "is this text novel?" by ROUGE-L.
 
     A text is novel if its ROUGE-L F-measure with every pool entry is below
-    `threshold` (it is dropped if some score is >= threshold). Pool entries are
-    numbered from 0 in the order they were added.
+    `threshold` (it is dropped if some score is >= threshold). With `strict`, a score
+    equal to the threshold still counts as novel: a text is dropped only if some score
+    is > threshold, the rule of Self-Instruct's and Alpaca's code (`max(scores) > 0.7`).
+    Pool entries are numbered from 0 in the order they were added.
     """
 
-    def __init__(self, texts: Iterable[str] = (), threshold: float = 0.7):
+    def __init__(self, texts: Iterable[str] = (), threshold: float = 0.7, strict: bool = False):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         self.threshold = threshold
+        self.strict = strict
         self.texts: list[str] = []
         self._vocab: dict[str, int] = {}  # token -> int id
         self._entries: list[tuple[int, ...]] = []  # token ids of each entry
@@ -138,21 +142,21 @@ class NoveltyPool:
     def max_similarity(self, text: str) -> tuple[float, int | None]:
         """The highest ROUGE-L F-measure of `text` with a pool entry, and that entry.
 
-        The search stops at the first entry found scoring >= threshold: the score is
-        then "at least threshold", not necessarily the maximum. Below the threshold the
-        maximum is exact. (0.0, None) when no entry shares a token with `text`.
+        The search stops at the first entry found similar (scoring >= threshold, or >
+        with `strict`): the score is then "at least that", not necessarily the
+        maximum. Below the threshold the maximum is exact. (0.0, None) when no entry shares a token with `text`.
         """
         return self._search(self._encode(text), exhaustive=True)
 
     def is_novel(self, text: str) -> bool:
-        """True if every pool entry scores below the threshold against `text`."""
+        """True if no pool entry is similar to `text` (scores >= threshold; > with `strict`)."""
         return self._match(self._encode(text)) is None
 
     def filter(self, candidates: Iterable[str], add_accepted: bool = True) -> list[int | None]:
         """Novelty decision for each candidate, in order.
 
         Returns, per candidate, None if it is novel (kept), else the index of a pool
-        entry it scores >= threshold with (dropped). With `add_accepted`, each kept
+        entry it is similar to (dropped). With `add_accepted`, each kept
         candidate joins the pool before the next one is judged, as in Self-Instruct,
         so a later near-copy of an accepted candidate is dropped against it.
         """
@@ -170,7 +174,10 @@ class NoveltyPool:
 
     def _match(self, ids: list[int]) -> int | None:
         score, index = self._search(ids, exhaustive=False)
-        return index if score >= self.threshold else None
+        return index if self._similar(score) else None
+
+    def _similar(self, score: float) -> bool:
+        return score > self.threshold if self.strict else score >= self.threshold
 
     def _search(self, ids: list[int], exhaustive: bool) -> tuple[float, int | None]:
         """Best (score, entry) among the entries that may matter, stopping at the threshold.
@@ -195,8 +202,8 @@ class NoveltyPool:
         masks = _masks(ids)
         best, best_index = 0.0, None
         for index in candidates.tolist():
-            if bound[index] + _EPS <= best or best >= self.threshold:
-                break  # nothing left can beat `best`, or the threshold is reached
+            if bound[index] + _EPS <= best or self._similar(best):
+                break  # nothing left can beat `best`, or a similar entry is found
             entry = self._entries[index]
             score = _fmeasure(_lcs_length(masks, length, entry), length, len(entry))
             if score > best:

@@ -49,7 +49,7 @@ class Dedup(Filter):
 
 class Rouge(Filter):
     """ROUGE-L novelty, as Self-Instruct: a row is dropped if its ROUGE-L F-measure with a
-    text of `pool` or with an earlier kept row reaches the threshold."""
+    text of `pool` or with an earlier kept row is above the threshold (the original's rule)."""
 
     name = "rouge"
     threshold: float = Field(0.7, gt=0, le=1)
@@ -63,7 +63,7 @@ class Rouge(Filter):
         column = self.column_name
         if self._novelty is None:
             outside = [t for source in self.pool for t in _pool_texts(source, column)]
-            self._novelty = NoveltyPool(outside, self.threshold)
+            self._novelty = NoveltyPool(outside, self.threshold, strict=True)
             self._names = [f"pool text {i}" for i in range(len(outside))]
         hits = self._novelty.filter(rows.texts(column, self.roles))
         reasons: list[str | None] = []
@@ -73,7 +73,7 @@ class Rouge(Filter):
                 self._names.append(label)
                 reasons.append(None)
             else:
-                reasons.append(f"ROUGE-L >= {self.threshold:g} with {self._names[hit]}")
+                reasons.append(f"ROUGE-L > {self.threshold:g} with {self._names[hit]}")
         return reasons
 
 

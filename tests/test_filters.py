@@ -54,6 +54,14 @@ def test_degenerate_and_repetition():
     assert judge(Repetition(max_repeated_ngrams=1.0), [chat("q", lines)]) == ["57% of its lines are repeats"]
 
 
+def test_a_closing_task_done_turn_is_not_an_unanswered_question():
+    done = chat("Instruction: list the steps", "Solution: first, then.")["messages"] + [
+        {"role": "user", "content": "<CAMEL_TASK_DONE>"}]
+    asked = done[:-1] + [{"role": "user", "content": "and then?"}]
+    assert judge(Degenerate(), [{"messages": done}, {"messages": asked}]) == [None, "ends on a user turn"]
+    assert judge(Degenerate(closing_user_turns=[]), [{"messages": done}]) == ["ends on a user turn"]
+
+
 def test_a_turn_without_content_is_an_empty_turn():
     rows = [{"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": None}]},
             {"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant"}]}]
@@ -176,7 +184,7 @@ def test_rouge_filter_and_minhash_decontamination(cli, tmp_path):
     assert [r["prompt"] for r in datasets.load_dataset(str(out), split="train")] == [train[1]["prompt"], train[3]["prompt"]]
     removed = {r["row"]: r for r in datasets.load_dataset(str(out), "removed", split="train")}
     assert removed["train/0"]["removed_by"] == "decontaminate" and "MinHash similarity" in removed["train/0"]["reason"]
-    assert removed["train/2"]["removed_by"] == "rouge" and removed["train/2"]["reason"] == "ROUGE-L >= 0.7 with train/1"
+    assert removed["train/2"]["removed_by"] == "rouge" and removed["train/2"]["reason"] == "ROUGE-L > 0.7 with train/1"
 
 
 # -- streaming: Arrow in, Arrow out, a batch at a time ------------------------------------------------------
