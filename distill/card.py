@@ -55,7 +55,8 @@ def render_card(
     notes: list[str] = (),
     local_path: str | None = None,
 ) -> str:
-    total_rows = sum(w.rows for w in written if w.config == configs[0].name)
+    main = configs[0]  # its *_gen splits repeat its rows
+    total_rows = sum(w.rows for w in written if w.config == main.name and main.folder_of(w.split) == main.folder)
     info = [
         {
             "config_name": c.name,

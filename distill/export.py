@@ -2,8 +2,14 @@
 
     RUN_DIR/README.md                              dataset card; its YAML declares configs and splits
     RUN_DIR/data/<split>-0000i-of-0000n.parquet    the default config
-    RUN_DIR/<config>/<split>-0000i-of-0000n.parquet  companion configs (e.g. every rating)
+    RUN_DIR/gen/<split>-0000i-of-0000n.parquet     the default config's train_gen/test_gen splits
+    RUN_DIR/<config>/<split>-0000i-of-0000n.parquet  companion configs (e.g. every rating; `trl`)
     RUN_DIR/jsonl/[<config>/]<split>.jsonl         with --format jsonl, for reading
+
+The `*_gen` splits are derived from the `*_sft` ones (see `hub_layout`), and kept out of data/:
+distill's own readers of a run (`distill filter`, stats, inputs) read data/, the data itself, so a
+filter never takes a derived row for a near-duplicate of the row it came from. The card declares
+them as splits of the default config, so `load_dataset(RUN_DIR)` has the H4 datasets' splits.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ class DatasetConfig:
     @property
     def folder(self) -> str:
         return "data" if self.name == DEFAULT_CONFIG else self.name
+
+    def folder_of(self, split: str) -> str:
+        """Where a split's shards go: the config's folder, but gen/ for the default config's `*_gen`."""
+        return GEN_FOLDER if self.name == DEFAULT_CONFIG and split in GEN_SPLITS.values() else self.folder
+
+    @property
+    def folders(self) -> list[str]:
+        return list(dict.fromkeys([self.folder, *(self.folder_of(split) for split in self.splits)]))
 
 
 @dataclass
@@ -94,14 +108,113 @@ def check_name(name: str, kind: str) -> None:
 def split_dataset(rows: list[dict[str, Any]], features: Any, test_size: float | None, seed: int,
                   names: tuple[str, str] = ("train", "test"), **built: Any) -> Built:
     """The dataset of one config: the rows, and with a test size a seeded test split by
-    prompt (named like the H4 datasets: train_sft/test_sft for SFT data). `built` goes to
-    Built (filters, notes, card notes)."""
+    prompt (named like the H4 datasets: train_sft/test_sft for SFT data), in the layout of
+    `hub_layout` (the `*_gen` splits, the `trl` config). `built` goes to Built (filters,
+    notes, card notes)."""
     train, test = train_test_split(rows, test_size, seed) if rows else ([], [])
     splits = {names[0]: train, **({names[1]: test} if test else {})}
-    return Built([DatasetConfig(DEFAULT_CONFIG, features, splits)], **built)
+    configs = hub_layout(DatasetConfig(DEFAULT_CONFIG, features, splits))
+    return Built(configs, **{**built, "card_notes": [*built.get("card_notes", []), *layout_notes(configs)]})
 
 
 SFT_SPLITS = ("train_sft", "test_sft")
+PREF_SPLITS = ("train_prefs", "test_prefs")
+# HuggingFaceH4/ultrachat_200k and ultrafeedback_binarized: each *_sft split has a *_gen twin whose
+# rows end at the last user turn, the prompts for on-policy generation (rejection sampling, PPO, ...).
+GEN_SPLITS = {"train_sft": "train_gen", "test_sft": "test_gen"}
+GEN_FOLDER = "gen"
+# The config TRL's own CLI trains on as it is (`trl sft|dpo --dataset_name RUN --dataset_config trl`):
+# splits train/test, only the columns its trainers read. On the default config TRL fails: it
+# finds no `train` split, and takes the string `prompt` beside `messages`/`chosen` for its own.
+TRL_CONFIG = "trl"
+TRL_SOURCES = {  # the default config's splits each trl split comes from, first found
+    "pairs": (("chosen", "rejected"), {"train": ("train_prefs", "train"), "test": ("test_prefs", "test")}),
+    "dialogues": (("messages",), {"train": ("train_sft", "train"), "test": ("test_sft", "test")}),
+}
+
+
+def before_last_answer(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A conversation up to the user turn its last answer replies to ([] without one).
+
+    For a dialogue that ends on an answer this drops that answer; one that ends on a closing
+    user turn (CAMEL's task-done message) loses the closing too, so the prompt asks something.
+    """
+    answered = [i for i in range(1, len(messages))
+                if messages[i].get("role") == "assistant" and messages[i - 1].get("role") == "user"]
+    if answered:
+        return list(messages[:answered[-1]])
+    users = [i for i, message in enumerate(messages) if message.get("role") == "user"]
+    return list(messages[:users[-1] + 1]) if users else []
+
+
+def _columns(rows: Any) -> list[str]:
+    import datasets
+
+    if isinstance(rows, datasets.Dataset):
+        return list(rows.column_names)
+    return list(rows[0]) if rows else []
+
+
+def _gen_rows(rows: Any) -> Any:
+    import datasets
+
+    if isinstance(rows, datasets.Dataset):  # Arrow (a filter's output): mapped, never made Python rows at once
+        kept = rows.map(lambda row: {"messages": before_last_answer(row["messages"])})
+        return kept.filter(lambda row: bool(row["messages"]))
+    cut = [{**row, "messages": before_last_answer(row["messages"])} for row in rows]
+    return [row for row in cut if row["messages"]]
+
+
+def _only(rows: Any, columns: tuple[str, ...]) -> Any:
+    import datasets
+
+    if isinstance(rows, datasets.Dataset):
+        return rows.select_columns(list(columns))
+    return [{column: row[column] for column in columns} for row in rows]
+
+
+def hub_layout(default: DatasetConfig) -> list[DatasetConfig]:
+    """The default config with the H4 datasets' `*_gen` splits beside its `*_sft` ones, and the
+    `trl` config (pairs when it has chosen/rejected, else dialogues when it has messages).
+    A config without conversations is returned alone."""
+    columns = next((_columns(rows) for rows in default.splits.values() if len(rows)), [])
+    splits = dict(default.splits)
+    if "messages" in columns:
+        for sft, gen in GEN_SPLITS.items():
+            if sft in splits and gen not in splits:
+                splits[gen] = _gen_rows(splits[sft])
+    configs = [DatasetConfig(default.name, default.features, splits)]
+    for wanted, sources in TRL_SOURCES.values():
+        if set(wanted) <= set(columns):
+            chosen = {name: next((s for s in names if s in default.splits), None) for name, names in sources.items()}
+            trl_splits = {name: _only(default.splits[source], wanted) for name, source in chosen.items() if source}
+            features = None if default.features is None else _features_of(default.features, wanted)
+            if trl_splits.get("train") is not None:
+                configs.append(DatasetConfig(TRL_CONFIG, features, trl_splits))
+            break
+    return configs
+
+
+def _features_of(features: Any, columns: tuple[str, ...]) -> Any:
+    from datasets import Features
+
+    return Features({column: features[column] for column in columns})
+
+
+def layout_notes(configs: list[DatasetConfig]) -> list[str]:
+    """What the card says about the `*_gen` splits and the `trl` config, when there are any."""
+    notes = []
+    if any(gen in c.splits for c in configs if c.name == DEFAULT_CONFIG for gen in GEN_SPLITS.values()):
+        notes.append("The `train_gen`/`test_gen` splits hold the rows of `train_sft`/`test_sft` with each conversation cut "
+                     "before its last answer: prompts for on-policy generation, as in the H4 datasets.")
+    trl = next((c for c in configs if c.name == TRL_CONFIG), None)
+    if trl is not None:
+        columns = _columns(next(iter(trl.splits.values())))
+        stage = "dpo" if "chosen" in columns else "sft"
+        listed = ", ".join(f"`{c}`" for c in columns)
+        notes.append(f"The `{TRL_CONFIG}` config holds splits `train`/`test` with only {listed}, so that TRL's own "
+                     f"command line trains on it as it is: `trl {stage} --dataset_name REPO --dataset_config {TRL_CONFIG}`.")
+    return notes
 
 
 def write_configs(run_path: Path, configs: list[DatasetConfig], jsonl: bool = False, stale: Iterable[str] = ()) -> list[Written]:
@@ -123,7 +236,7 @@ def write_configs(run_path: Path, configs: list[DatasetConfig], jsonl: bool = Fa
         written = _write_staged(staging, configs, jsonl)
         # Swap the new export in; the records and the cache stay the source of truth.
         stale = {name for name in stale if isinstance(name, str) and CONFIG_NAME.match(name) and ".." not in name}
-        for folder in {c.folder for c in configs} | {"data", "jsonl"} | stale:
+        for folder in {f for c in configs for f in c.folders} | {"data", GEN_FOLDER, "jsonl"} | stale:
             target = run_path / folder
             shutil.rmtree(target, ignore_errors=True)
             if (staging / folder).exists():
@@ -132,6 +245,9 @@ def write_configs(run_path: Path, configs: list[DatasetConfig], jsonl: bool = Fa
         raise write_error(err, getattr(err, "filename", None) or target) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a half-written export only takes space
+    from distill.run_dir import own
+
+    own(run_path, [f for c in configs for f in c.folders])  # so that --fresh removes gen/ too
     return written
 
 
@@ -154,7 +270,7 @@ def _write_staged(staging: Path, configs: list[DatasetConfig], jsonl: bool) -> l
             shards = max(1, math.ceil(ds.data.nbytes / MAX_SHARD_BYTES))
             entry = Written(config.name, split, len(rows))
             for index in range(shards):
-                name = f"{config.folder}/{split}-{index:05d}-of-{shards:05d}.parquet"
+                name = f"{config.folder_of(split)}/{split}-{index:05d}-of-{shards:05d}.parquet"
                 target = staging / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -202,7 +318,7 @@ def card_configs(configs: list[DatasetConfig]) -> list[dict[str, Any]]:
     return [
         {
             "config_name": c.name,
-            "data_files": [{"split": split, "path": f"{c.folder}/{split}-*"} for split in c.splits],
+            "data_files": [{"split": split, "path": f"{c.folder_of(split)}/{split}-*"} for split in c.splits],
         }
         for c in configs
     ]

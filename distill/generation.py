@@ -264,7 +264,9 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: MethodCard, 
         kept = ", ".join(f"{c.folder}/" for c in configs)
         raise DistillError(f"no row of the dataset survived post-processing (see {run.path / 'stats.json'}); "
                            f"what was generated is written in {run.path}/{kept}")
-    return Exported(run.path, {w.split: w.rows for w in written if w.config == configs[0].name},
+    main = configs[0]  # the closing line counts the dataset itself, not its *_gen splits in gen/
+    return Exported(run.path, {w.split: w.rows for w in written
+                               if w.config == main.name and main.folder_of(w.split) == main.folder},
                     {f["name"]: f["removed"] for f in built.filters if f.get("removed")})
 
 

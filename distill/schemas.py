@@ -25,6 +25,14 @@ SELF_INSTRUCT = Features({
     "messages": MESSAGES,
 })
 
+# Alpaca (tatsu-lab/stanford_alpaca's alpaca_data.json) rows, with the same task as a chat for SFT.
+ALPACA = Features({
+    "instruction": Value("string"),
+    "input": Value("string"),
+    "output": Value("string"),
+    "messages": MESSAGES,
+})
+
 # HuggingFaceH4/ultrafeedback_binarized: splits train_prefs / test_prefs (+ *_sft, *_gen).
 PREFERENCE = Features({
     "prompt": Value("string"),

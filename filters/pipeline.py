@@ -199,19 +199,19 @@ def _splits(data: Source, outcome: Outcome, work: Path):
 
 def write_output(run, source: str, data: Source, outcome: Outcome, plan: FilterFile, work: Path) -> None:
     from distill.card import MethodCard, public_input, public_value, render_card
-    from distill.export import DEFAULT_CONFIG, DatasetConfig, write_configs
+    from distill.export import DEFAULT_CONFIG, DatasetConfig, hub_layout, layout_notes, write_configs
     from distill.run_dir import own, read_mark, write_atomic
 
     out = run.path
     if not len(outcome.kept):
         raise InputError("the filters removed every row; nothing to write")
     kept, removed = _splits(data, outcome, work)
-    configs = [DatasetConfig(DEFAULT_CONFIG, None, kept)]
+    configs = hub_layout(DatasetConfig(DEFAULT_CONFIG, None, kept))  # with its *_gen splits and `trl` config
     if removed:
         configs.append(DatasetConfig("removed", None, removed))
     # An earlier output's removed rows do not belong to this one: replaced, or removed at the swap.
     written = write_configs(out, configs, stale=["removed", *(read_mark(out) or {}).get("folders", [])])
-    own(out, [c.folder for c in configs])
+    own(out, [f for c in configs for f in c.folders])
     source_stats = _source_stats(source)
     stats = {
         "command": "filter",
@@ -230,7 +230,7 @@ def write_output(run, source: str, data: Source, outcome: Outcome, plan: FilterF
     settings = {f"{i}. {name}": public_value(spec.model_dump(exclude_none=True, exclude_defaults=True)) or "defaults"
                 for i, (name, spec) in enumerate(plan.filters, start=1)}
     card = render_card(method, configs, written, {"column": plan.column, **settings}, stats,
-                       source_stats.get("models") or ["(see the source dataset)"])
+                       source_stats.get("models") or ["(see the source dataset)"], layout_notes(configs))
     write_atomic(out / "README.md", card)
 
 

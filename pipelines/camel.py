@@ -4,16 +4,19 @@
                user roles (common groups of internet users or occupations), or files give them;
   2. tasks     per (assistant role, user role) pair, the teacher lists tasks the assistant
                can help the user with;
-  3. specify   a task specifier makes the chosen task more specific, in a few words;
+  3. specify   a task specifier makes the chosen task more specific, in a few words, at a
+               high temperature (1.4, as the original's data script);
   4. role-play under inception prompts: the AI user gives one instruction at a time
                ("Instruction: ... / Input: ..."), the AI assistant answers each with
-               "Solution: ... Next request.", until the AI user says the task is done or the
-               dialogue degenerates (role flipping, an empty, repeated or cut-off turn).
+               "Solution: ... Next request.". The stops are the original data script's: the
+               AI user says the task is done (that message is kept), 40 messages (20
+               exchanges), three AI user turns in a row without an instruction, an AI
+               assistant turn that instructs, a conversation past the context window.
 
 The plan takes pairs of roles at random (seeded) and, as the paper did, every task of a
 pair. Every dialogue is its own coroutine; the role lists and a pair's task list are
 shared, asked once (the client merges identical requests in flight and answers repeats
-from its cache).
+from its cache). docs/fidelity.md lists every default against the original.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from distill.items import Outcome
 from distill.methods import GenerationMethod
 from distill.parsing import same_text
 from distill.prompting import render
-from distill.request import Message, Response
+from distill.request import Message
 from distill.seeding import derive_seed
 from distill.teacher import Teacher
 
@@ -54,6 +57,9 @@ def _marker(word: str) -> re.Pattern:
 
 
 INSTRUCTION, INPUT, SOLUTION = _marker("Instruction"), _marker("Input"), _marker("Solution")
+# Whether a turn instructs, as the original tells it: "Instruction:" anywhere in the turn
+# (case as written; also "**Instruction**:").
+INSTRUCTS = re.compile(r"Instruction\**[ \t]*:")
 # The closing "Next request." as a sentence of its own, not "... awaiting your next request."
 NEXT_REQUEST = re.compile(r"(?:^|(?<=[.!?:\n]))\s*\**next request\W*$", re.IGNORECASE)
 NO_INPUT = {"", "none", "n/a", "nothing"}
@@ -75,7 +81,15 @@ class CamelConfig(EngineConfig):
     num_roles: int = Field(50, ge=1, le=1000, description="Roles the teacher writes per side when no file gives them.")
     tasks_per_pair: int = Field(10, ge=1, le=100, description="Tasks the teacher lists per (assistant role, user role) pair.")
     word_limit: int = Field(50, ge=1, description="Most words of a specified task.")
-    max_turns: int = Field(10, ge=1, description="Most exchanges (instruction + solution) per dialogue.")
+    max_turns: int = Field(20, ge=1, description="Most exchanges (instruction + solution) per dialogue; 20 is the "
+                           "original's 40 messages.")
+    no_instruction_rounds: int = Field(3, ge=1, description="End a dialogue at this many AI user turns in a row "
+                                       "without an instruction (the ones before it are kept, with their solutions).")
+    keep_task_done: bool = Field(True, description="Keep the AI user's closing task-done message as the dialogue's "
+                                 "last turn, as the original did.", json_schema_extra=cli(off="drop-task-done"))
+    extra_stops: bool = Field(False, description="Also end a dialogue at an empty turn, a turn that repeats an "
+                              "earlier one, or an AI user turn written as a solution (distill's checks; the "
+                              "original kept such turns).")
     min_turns: int = Field(1, ge=1, description="Drop dialogues with fewer exchanges than this.")
     keep_scaffolding: bool = Field(False, description="Keep 'Instruction:', 'Input:', 'Solution:' and 'Next request.' in "
                                    "the turns.")
@@ -85,13 +99,14 @@ class CamelConfig(EngineConfig):
                                           json_schema_extra=cli(show="the assistant model"))
     task_model: OptionalModelSpec = Field(None, description="Model that writes roles and tasks and specifies tasks.",
                                           json_schema_extra=cli(show="the assistant model"))
-    temperature: float = Field(0.7, ge=0, le=2, description="AI assistant sampling temperature.")
-    user_temperature: float = Field(0.7, ge=0, le=2, description="AI user sampling temperature.")
-    task_temperature: float = Field(1.0, ge=0, le=2, description="Temperature for role lists, task lists and the task "
-                                    "specifier.")
+    temperature: float = Field(0.2, ge=0, le=2, description="AI assistant sampling temperature.")
+    user_temperature: float = Field(0.2, ge=0, le=2, description="AI user sampling temperature.")
+    task_temperature: float = Field(0.2, ge=0, le=2, description="Temperature for the role lists and task lists.")
+    specify_temperature: float = Field(1.4, ge=0, le=2, description="Temperature of the task specifier.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of every request.")
-    max_new_tokens: int = Field(512, ge=1, description="Most tokens per solution; a longer one stops the dialogue.")
-    user_max_new_tokens: int = Field(256, ge=1, description="Most tokens per instruction; a longer one stops the dialogue.")
+    max_new_tokens: int = Field(1024, ge=1, description="Most tokens per solution; a longer one stops the dialogue.")
+    user_max_new_tokens: int = Field(512, ge=1, description="Most tokens per AI user turn; a longer one stops the "
+                                     "dialogue.")
     task_max_new_tokens: int = Field(512, ge=16, description="Most tokens per role list, task list or specified task.")
 
     @field_validator("min_turns")
@@ -214,7 +229,7 @@ class Camel:
                                                task=task, word_limit=self.config.word_limit)},
         ]
         reply = await self.teacher.ask(self.task_model, messages, self.config.task_max_new_tokens,
-                               self.config.task_temperature, "specify", dialogue_id)
+                                       self.config.specify_temperature, "specify", dialogue_id)
         specified = SPECIFIED_LABEL.sub("", reply.text.strip(), count=1).strip()
         return specified if specified and reply.finish_reason != "length" else task
 
@@ -237,70 +252,77 @@ class Camel:
         specified = await self.specify(dialogue_id, a, u, task)
         messages, stop = await self.converse(dialogue_id, a, u, specified)
         record.update(original_task=task, specified_task=specified, messages=messages,
-                      num_turns=len(messages) // 2, stop_reason=stop)
+                      num_turns=sum(m["role"] == "assistant" for m in messages), stop_reason=stop)
         return record
 
     async def converse(self, dialogue_id: str, assistant_role: str, user_role: str, task: str) -> tuple[list[Message], str]:
-        """The AI user instructs, the AI assistant solves, turn by turn, until the task is done
-        or a turn degenerates. The dialogue always ends on a complete solution (or is empty)."""
+        """The AI user instructs, the AI assistant solves, turn by turn, with the stops of the
+        original's data script (see the module's docstring). The dialogue ends on a complete
+        solution, or on the AI user's task-done message (or is empty)."""
         roles = {"assistant_role": assistant_role, "user_role": user_role, "task": task}
         assistant_system = [{"role": "system", "content": render(PROMPTS, "assistant_system.j2", **roles)}]
+        user_inception = render(PROMPTS, "user_system.j2", end_token=END_TOKEN, **roles)
+        # The original's first message to the AI user repeats its inception prompt, then asks it to begin.
         user_opening = [
-            {"role": "system", "content": render(PROMPTS, "user_system.j2", end_token=END_TOKEN, **roles)},
-            {"role": "user", "content": render(PROMPTS, "kickoff.j2")},
+            {"role": "system", "content": user_inception},
+            {"role": "user", "content": user_inception + "\n\n" + render(PROMPTS, "kickoff.j2")},
         ]
         messages: list[Message] = []
+        quiet = 0  # AI user turns in a row without an instruction
         try:
             for turn in range(self.config.max_turns):
                 reply = await self.teacher.ask(self.user_model, user_opening + perspective(messages, "user"),
-                                       self.config.user_max_new_tokens, self.config.user_temperature,
-                                       "user", dialogue_id, turn)
+                                               self.config.user_max_new_tokens, self.config.user_temperature,
+                                               "user", dialogue_id, turn)
                 instruction = reply.text.strip()
-                problem = self.bad_instruction(instruction, reply, messages)
-                if problem:
+                if self.config.extra_stops and (problem := self.odd_instruction(instruction, messages)):
                     return messages, problem
+                quiet = 0 if INSTRUCTS.search(instruction) else quiet + 1
+                if quiet >= self.config.no_instruction_rounds:
+                    return messages, "no_instruction"
+                if END_TOKEN in instruction:
+                    return messages + [{"role": "user", "content": instruction}], "task_done"
+                if reply.finish_reason == "length":
+                    return messages, "truncated"
                 exchange = messages + [{"role": "user", "content": instruction}]
                 reply = await self.teacher.ask(self.assistant_model, assistant_system + perspective(exchange, "assistant"),
-                                       self.config.max_new_tokens, self.config.temperature,
-                                       "assistant", dialogue_id, turn)
+                                               self.config.max_new_tokens, self.config.temperature,
+                                               "assistant", dialogue_id, turn)
                 solution = reply.text.strip()
-                problem = self.bad_solution(solution, reply, messages)
-                if problem:
+                if reply.finish_reason == "length":
+                    return messages, "truncated"
+                if INSTRUCTS.search(solution):
+                    return messages, "assistant_as_user"
+                if self.config.extra_stops and (problem := self.odd_solution(solution, messages)):
                     return messages, problem
                 messages = exchange + [{"role": "assistant", "content": solution}]
         except RequestRejected:
             # Past the first exchange this is the conversation outgrowing the context window
-            # (the paper's token-limit termination): keep what was said.
+            # (the original's token-limit termination): keep what was said.
             if not messages:
                 raise
             return messages, "rejected"
         return messages, "max_turns"
 
     @staticmethod
-    def bad_instruction(text: str, reply: Response, messages: list[Message]) -> str | None:
+    def odd_instruction(text: str, messages: list[Message]) -> str | None:
+        """distill's own checks of an AI user turn (--extra-stops): empty, answering, repeating."""
         if END_TOKEN in text:
-            return "task_done"
-        if reply.finish_reason == "length":
-            return "truncated"
+            return None
         if not text:
             return "empty_turn"
         if SOLUTION.search(text):
             return "user_as_assistant"
         parts = split_instruction(text)
-        if parts is None:
-            return "no_instruction"
-        if not parts[0]:
+        if parts is not None and not parts[0]:
             return "empty_turn"
         if _repeats(clean_instruction(text), [clean_instruction(m["content"]) for m in messages if m["role"] == "user"]):
             return "repeated_turn"
         return None
 
     @staticmethod
-    def bad_solution(text: str, reply: Response, messages: list[Message]) -> str | None:
-        if reply.finish_reason == "length":
-            return "truncated"
-        if INSTRUCTION.search(text):
-            return "assistant_as_user"
+    def odd_solution(text: str, messages: list[Message]) -> str | None:
+        """distill's own checks of an AI assistant turn (--extra-stops): empty, repeating."""
         solution = clean_solution(text)
         if not solution:
             return "empty_turn"
@@ -323,7 +345,8 @@ def clean(messages: list[Message]) -> list[Message]:
 
 
 def postprocess(records: list[dict[str, Any]], config: CamelConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict]:
-    """Drop dialogues without a task, empty or too short ones; clean the turns. Returns rows, filters, notes."""
+    """Drop dialogues without a task, empty or too short ones; clean the turns; drop the closing
+    task-done message unless kept. Returns rows, filters, notes."""
     from distill.schemas import prompt_id
 
     removed = Counter()
@@ -337,6 +360,8 @@ def postprocess(records: list[dict[str, Any]], config: CamelConfig) -> tuple[lis
             removed["min-turns"] += 1
         else:
             messages = record["messages"] if config.keep_scaffolding else clean(record["messages"])
+            if not config.keep_task_done and messages[-1]["role"] == "user":
+                messages = messages[:-1]
             prompt = messages[0]["content"]
             rows.append({"prompt": prompt, "prompt_id": prompt_id(prompt), "messages": messages,
                          **{k: record[k] for k in PROVENANCE}})
@@ -408,9 +433,10 @@ METHOD = GenerationMethod(
         "a task specifier made each task more specific. Then an AI user and an AI assistant, each under an "
         "inception prompt that fixes its role and the task, worked on the task: the AI user gave one "
         "instruction (with an optional input) at a time and the AI assistant answered each with a solution, "
-        "until the AI user declared the task done, a turn limit was reached, or a turn degenerated (roles "
-        "flipped, an empty, repeated or cut-off turn). The user turns are the instructions and the assistant "
-        "turns the solutions."
+        "until the AI user declared the task done, the message limit was reached, the AI user stopped "
+        "instructing for several turns in a row, the AI assistant gave an instruction (roles flipped), or a "
+        "turn was cut off or outgrew the context. The user turns are the instructions and the assistant turns "
+        "the solutions."
     ),
     made="dialogues made",
     next_step="look at them with `distill stats {out}`; clean them with `distill filter dedup {out} -o {out}-clean`; "

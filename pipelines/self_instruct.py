@@ -1,16 +1,23 @@
 """Self-Instruct (Wang et al. 2023): a model bootstraps instructions from a small seed set.
 
     pool <- the human-written seed tasks
-    repeat, a round of `batch_size` prompts at a time:
+    repeat, a round of `batch_size` (5) prompts at a time:
         each prompt shows 8 tasks (6 from the seeds, 2 from what the model already wrote)
-        and asks the model to continue the list;
-        a new instruction joins the pool if it passes the filters (length, tasks a text
-        model cannot do, "Write a program", a leading punctuation mark or non-ASCII
-        letter) and its ROUGE-L with every instruction in the pool is below 0.7
+        and asks the model to continue the list up to task 15 (7 new tasks);
+        a reply cut off by the token limit is dropped whole;
+        a new instruction joins the pool if it passes the filters (4 to 150 words, the
+        13 words of tasks a text model cannot do, "Write a program", a leading
+        punctuation mark or non-ASCII letter) and its ROUGE-L with every instruction in
+        the pool is at most 0.7
     for each new instruction:
         ask whether it is a classification task (few-shot, Yes or No);
         generate instances: input first, or output (class label) first for classification;
-        drop empty, identical-to-input, duplicate and conflicting instances
+        drop empty outputs, outputs equal to the input, inputs or outputs ending in ":"
+        (cut short), the whole task if one input was given different outputs, and
+        repeats; keep at most 5 of the rest, drawn at random (seeded)
+
+Every number above is the original code's default (yizhongw/self-instruct); the
+fidelity table in docs/fidelity.md lists each one and the few deliberate differences.
 
 Instruction i is item i: its classification and instances are asked as soon as the
 bootstrap has accepted it, while later rounds go on. The bootstrap itself is one
@@ -23,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
@@ -57,19 +66,24 @@ class SelfInstructConfig(EngineConfig):
     include_seeds: bool = Field(False, description="Put the seed tasks' own instances in the dataset too.")
     human_per_prompt: int = Field(6, ge=1, description="Seed tasks shown in each bootstrap prompt.")
     machine_per_prompt: int = Field(2, ge=0, description="Model-written tasks shown in each bootstrap prompt.")
-    list_length: int = Field(16, ge=2, le=99, description="Length of the task list the model is asked to complete.")
-    batch_size: int = Field(8, ge=1, description="Bootstrap prompts per round.")
+    list_length: int = Field(15, ge=2, le=99, description="Number of the last task the model writes: it continues the "
+                             "list after the tasks shown and is stopped before the next number.")
+    batch_size: int = Field(5, ge=1, description="Bootstrap prompts per round (the pool grows after each round).")
     patience: int = Field(10, ge=1, description="Stop bootstrapping after this many rounds in a row without a new "
                           "instruction.")
-    rouge_threshold: float = Field(0.7, gt=0, le=1, description="Keep a new instruction only if its ROUGE-L with every "
-                                   "kept one is below this.")
+    rouge_threshold: float = Field(0.7, gt=0, le=1, description="Drop a new instruction whose ROUGE-L with an "
+                                   "instruction of the pool (seeds included) is above this.")
     min_words: int = Field(4, ge=1, description="Shortest instruction kept, in words.")
     max_words: int = Field(150, ge=1, description="Longest instruction kept, in words.")
     unsuited_keywords: list[str] = Field(
         default_factory=lambda: word_list(PROMPTS, "unsuited_keywords.txt"),
         description="Drop instructions with this word; repeatable, replaces the built-in list.",
-        json_schema_extra=cli(show="image, graph, file, map, draw, plot and others"))
-    max_instances: int = Field(5, ge=1, description="Most instances kept per instruction.")
+        json_schema_extra=cli(show="the original's 13: image, graph, file, map, draw, plot, go to, ..."))
+    extra_unsuited_keywords: bool = Field(False, description="Also drop instructions with photo, video, audio, music, "
+                                          "flowchart or diagram (Alpaca's additions and distill's).")
+    max_instances: int = Field(5, ge=1, description="Most instances kept per instruction, drawn at random (seeded).")
+    drop_demo_copies: bool = Field(True, description="Drop instances that copy an example of distill's instance "
+                                   "prompts (not in the original: small models copy them).")
     prompt_style: PromptStyle = Field(
         "auto", description="completion: plain prompts a base model continues (as the paper did with GPT-3); chat: one "
         "user message; auto: completion on llamacpp, else chat.")
@@ -79,7 +93,9 @@ class SelfInstructConfig(EngineConfig):
     max_new_tokens: int = Field(1024, ge=16, description="Most tokens per bootstrap reply.")
     instance_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature of the instances.")
     instance_presence_penalty: float | None = Field(1.5, ge=-2, le=2, description="Presence penalty of the instances.")
-    instance_max_new_tokens: int = Field(350, ge=16, description="Most tokens per reply with instances.")
+    instance_max_new_tokens: int = Field(350, ge=16, description="Most tokens per reply with instances, input first.")
+    output_first_max_new_tokens: int = Field(300, ge=16, description="Most tokens per reply with instances of a "
+                                             "classification task (output first: its prompt is longer).")
 
     @field_validator("shard")
     @classmethod
@@ -99,6 +115,11 @@ class SelfInstructConfig(EngineConfig):
             raise ValueError("--min-words must not exceed --max-words")
         return self
 
+    def keywords(self) -> list[str]:
+        """The words that make an instruction unsuited: the list, and the extra words if asked."""
+        extra = word_list(PROMPTS, "unsuited_keywords_extra.txt") if self.extra_unsuited_keywords else []
+        return [*self.unsuited_keywords, *extra]
+
     def style(self) -> Literal["chat", "completion"]:
         if self.prompt_style != "auto":
             return self.prompt_style
@@ -115,6 +136,14 @@ class SeedTask:
 # -- filters of new instructions ---------------------------------------------------------------
 
 
+def tidy(instruction: str) -> str:
+    """One line, first letter upper-cased, as the original post-processes a new instruction.
+    (It used str.capitalize, which also lower-cases every other letter, names and
+    acronyms included; only the first letter is changed here.)"""
+    instruction = " ".join(instruction.split())
+    return instruction[:1].upper() + instruction[1:]
+
+
 def unsuited(instruction: str, config: SelfInstructConfig, keywords: re.Pattern | None) -> str | None:
     """Why Self-Instruct's heuristics drop this instruction, or None to keep it."""
     words = len(instruction.split())
@@ -126,11 +155,19 @@ def unsuited(instruction: str, config: SelfInstructConfig, keywords: re.Pattern 
         return "unsuited-keyword"
     if instruction.lower().startswith("write a program"):
         return "write-a-program"  # ambiguous: asked for code, or for what the code would print?
-    if not instruction[0].isalnum():
+    if instruction[0] in string.punctuation:
         return "starts-with-punctuation"
     if not instruction[0].isascii():
         return "starts-non-ascii"
     return None
+
+
+def novelty_pool(texts: list[str], threshold: float):
+    """A ROUGE-L pool with the originals' rule: a text is similar to the pool when its
+    score with an entry is above `threshold` (Self-Instruct and Alpaca: `> 0.7`)."""
+    from distill.filters.rouge import NoveltyPool  # numpy, only when a bootstrap runs
+
+    return NoveltyPool(texts, threshold=threshold, strict=True)
 
 
 def keyword_pattern(keywords: list[str]) -> re.Pattern | None:
@@ -193,31 +230,40 @@ def demonstration_texts(template: str) -> frozenset[str]:
     return frozenset(texts)
 
 
-def clean_instances(instances: list[tuple[str, str]], limit: int,
-                    demonstrations: frozenset[str] = frozenset()) -> tuple[list[tuple[str, str]], Counter]:
-    """Drop empty outputs, copies of the prompt's own examples, outputs equal to the input,
-    repeats, and inputs given different outputs."""
+def clean_instances(instances: list[tuple[str, str]], limit: int, demonstrations: frozenset[str] = frozenset(),
+                    rng: random.Random | None = None) -> tuple[list[tuple[str, str]], Counter]:
+    """The original's cleaning, in its order: drop empty outputs, outputs equal to their
+    input, and inputs or outputs ending in ":" (cut short); then, if one input was given
+    different outputs, the whole task; then repeats; then keep at most `limit`, drawn with
+    `rng` (the first ones without). Copies of the prompt's own examples (`demonstrations`,
+    casefolded) are distill's addition. The kept instances stay in their order."""
     dropped: Counter = Counter()
-    outputs_by_input: dict[str, set[str]] = {}
-    for given, output in instances:
-        outputs_by_input.setdefault(given.casefold(), set()).add(output.casefold())
-    kept, seen = [], set()
+    valid = []
     for given, output in instances:
         if not output:
             dropped["empty-output"] += 1
+        elif given == output:
+            dropped["output-is-input"] += 1
+        elif given.endswith(":") or output.endswith(":"):
+            dropped["ends-with-colon"] += 1
         elif given.casefold() in demonstrations or output.casefold() in demonstrations:
             dropped["copies-demonstration"] += 1
-        elif given and given.casefold() == output.casefold():
-            dropped["output-is-input"] += 1
-        elif (given.casefold(), output.casefold()) in seen:
-            dropped["duplicate"] += 1
-        elif given and len(outputs_by_input[given.casefold()]) > 1:
-            dropped["conflicting-outputs"] += 1
         else:
-            seen.add((given.casefold(), output.casefold()))
-            kept.append((given, output))
-    dropped["over-limit"] += max(0, len(kept) - limit)
-    return kept[:limit], +dropped
+            valid.append((given, output))
+    outputs_by_input: dict[str, set[str]] = {}
+    for given, output in valid:
+        if given:
+            outputs_by_input.setdefault(given, set()).add(output)
+    if any(len(outputs) > 1 for outputs in outputs_by_input.values()):
+        dropped["conflicting-outputs"] += len(valid)  # the task's instances disagree: none is trusted
+        return [], +dropped
+    kept = list(dict.fromkeys(valid))
+    dropped["duplicate"] += len(valid) - len(kept)
+    if len(kept) > limit:
+        dropped["over-limit"] += len(kept) - limit
+        chosen = sorted(rng.sample(range(len(kept)), limit)) if rng else range(limit)
+        kept = [kept[i] for i in chosen]
+    return kept, +dropped
 
 
 # -- the bootstrap -----------------------------------------------------------------------------
@@ -230,12 +276,8 @@ class Bootstrap:
         self.config = config
         self.pipeline = pipeline
         self.seeds = [seed.instruction for seed in seeds]
-        from distill.filters.rouge import (
-            NoveltyPool,  # numpy, only when a bootstrap runs
-        )
-
-        self.pool = NoveltyPool(self.seeds, threshold=config.rouge_threshold)
-        self.keywords = keyword_pattern(config.unsuited_keywords)
+        self.pool = novelty_pool(self.seeds, config.rouge_threshold)
+        self.keywords = keyword_pattern(config.keywords())
         self.machine: list[tuple[str, int, dict]] = []  # instruction, round, the counters when it was accepted
         self.dropped: Counter = Counter()
         self.rounds = 0
@@ -273,7 +315,10 @@ class Bootstrap:
             if isinstance(reply, RequestRejected):
                 self.dropped["request-rejected"] += 1
                 continue
-            for candidate in self.pipeline.read_new_tasks(reply, len(tasks)):
+            if reply.finish_reason == "length":  # as the original: the whole reply, not just its last task
+                self.dropped["cut-off-reply"] += 1
+                continue
+            for candidate in map(tidy, self.pipeline.read_new_tasks(reply, len(tasks))):
                 reason = unsuited(candidate, self.config, self.keywords)
                 if reason is None and not self.pool.is_novel(candidate):
                     reason = "similar"
@@ -310,6 +355,7 @@ class SelfInstruct:
 
     async def new_tasks(self, tasks: list[str], round_: int, prompt: int) -> Response:
         config = self.config
+        tasks = [" ".join(task.split()).rstrip(":") for task in tasks]  # one line each, no dangling colon
         after = config.list_length + 1  # the model is to stop before this number
         params = SamplingParams(config.temperature, config.top_p, config.max_new_tokens,
                                 seed=derive_seed(config.seed, "bootstrap", round_, prompt),
@@ -318,23 +364,24 @@ class SelfInstruct:
                               stop=("\n\n", f"\n{after}", f"{after}.", f"{after} ."))
 
     def read_new_tasks(self, reply: Response, shown: int) -> list[str]:
-        truncated = reply.finish_reason == "length"
         if self.style == "completion":  # the prompt ended with the number of the first new task
-            return list_items(f"{shown + 1}. {reply.text.strip()}", truncated, first=shown + 1)
-        items = list_items(reply.text, truncated, first=shown + 1)
-        return items or list_items(reply.text, truncated)  # a chat model may number its tasks from 1
+            return list_items(f"{shown + 1}. {reply.text.strip()}", first=shown + 1)
+        items = list_items(reply.text, first=shown + 1)
+        return items or list_items(reply.text)  # a chat model may number its tasks from 1
 
     async def task(self, item_id: str, index: int) -> dict[str, Any]:
         found = await self.bootstrap.instruction(index)
         if found is None:
             return {"instruction": None, "status": "bootstrap-exhausted", "rounds": self.bootstrap.rounds}
         instruction, round_, counters = found
+        # Greedy, 3 tokens, as the original (top_p 1: at temperature 0 it changes nothing).
         reply = await self.ask("classify.j2", {"instruction": instruction},
-                               SamplingParams(0.0, 1.0, 8, seed=derive_seed(self.config.seed, "classify", instruction)),
-                               stop=("\n",))
+                               SamplingParams(0.0, 1.0, 3, seed=derive_seed(self.config.seed, "classify", instruction)),
+                               stop=("\n", "Task"))
         is_classification = parse_classification(reply.text)
         template = "instances_output_first.j2" if is_classification else "instances_input_first.j2"
-        params = SamplingParams(self.config.instance_temperature, 1.0, self.config.instance_max_new_tokens,
+        max_tokens = self.config.output_first_max_new_tokens if is_classification else self.config.instance_max_new_tokens
+        params = SamplingParams(self.config.instance_temperature, 1.0, max_tokens,
                                 seed=derive_seed(self.config.seed, "instances", instruction),
                                 presence_penalty=self.config.instance_presence_penalty)
         stop = (f"Example {self.config.max_instances + 1}", "Task:")
@@ -343,7 +390,9 @@ class SelfInstruct:
         instances = parse(reply.text)
         if reply.finish_reason == "length" and instances:
             instances = instances[:-1]  # the last one may be cut off
-        kept, dropped = clean_instances(instances, self.config.max_instances, demonstration_texts(template))
+        demonstrations = demonstration_texts(template) if self.config.drop_demo_copies else frozenset()
+        kept, dropped = clean_instances(instances, self.config.max_instances, demonstrations,
+                                        rng_for(self.config.seed, "keep", instruction))
         return {
             "instruction": instruction,
             "status": "ok" if kept else "no-instances",

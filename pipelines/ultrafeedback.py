@@ -1,15 +1,17 @@
 """UltraFeedback (Cui et al. 2023) and the Zephyr binarization.
 
 For every prompt:
-  1. sample `completions_per_prompt` distinct models of the pool, and a principle
-     (helpfulness, honesty, truthfulness or verbalized calibration) as the system prompt;
-  2. each model answers;
+  1. sample `completions_per_prompt` distinct models of the pool;
+  2. each model answers under its own principle (helpfulness, honesty, truthfulness or
+     verbalized calibration), drawn per completion from the mix of the prompt's source and
+     given as the system prompt;
   3. a judge rates all the answers together, once per aspect (instruction following,
      honesty, truthfulness, helpfulness), 1-5 with a rationale, the answers shown in a
-     seeded order that is recorded; with --debias swap, a second time in reverse order;
+     seeded order that is recorded; with --debias swap, a second time in reverse order.
+     Truthfulness also sees the prompt's reference answers, when the input has them;
   4. optionally (--critique) the judge gives each answer an overall score 1-10 and feedback.
 Binarization: chosen = the best-scored answer, rejected = a seeded random other one (or the
-lowest); ties are dropped unless --keep-ties. `distill binarize` redoes it from the records.
+lowest); with --drop-ties, only a lower-scored one. `distill binarize` redoes it from the records.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from distill.config import (
     validate_config,
 )
 from distill.errors import ConfigError, InputError
-from distill.export import DEFAULT_CONFIG, Built, DatasetConfig, train_test_split
+from distill.export import DEFAULT_CONFIG, Built, DatasetConfig, hub_layout, layout_notes, train_test_split
 from distill.generation import execute, export
 from distill.inputs import check_prompt, load_input, pick_column
 from distill.items import INPUT_HASH, Outcome
@@ -59,8 +61,14 @@ from distill.seeding import derive_seed, rng_for
 PROMPTS = "ultrafeedback"  # the folder of this method's prompts
 ASPECTS: dict[str, dict[str, Any]] = data(PROMPTS, "aspects.yaml")
 PRINCIPLES = ("helpfulness", "honesty", "truthfulness", "verbalized_calibration")
-DEFAULT_PRINCIPLES = {"helpfulness": 0.6, "honesty": 0.2, "truthfulness": 0.1, "verbalized_calibration": 0.1}
+# The original's principle mix of each prompt source (sharegpt, ultrachat, flan, evol_instruct,
+# truthful_qa, false_qa, ...); a prompt of no listed source gets the general chat mix.
+SOURCE_MIXES: dict[str, dict[str, float]] = data(PROMPTS, "principle_mixes.yaml")
+DEFAULT_PRINCIPLES = SOURCE_MIXES["sharegpt"]
 PROMPT_COLUMNS = ("prompt", "instruction", "messages", "question", "text")
+SOURCE_COLUMN = "source"  # as openbmb/UltraFeedback names it
+# Reference answers for the truthfulness judge, as openbmb/UltraFeedback and TruthfulQA name them.
+REFERENCE_COLUMN, INCORRECT_COLUMN = "correct_answers", "incorrect_answers"
 
 
 def principle_weights(value: Any) -> dict[str, float]:
@@ -81,13 +89,23 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     completions_per_prompt: int = Field(4, ge=2, description="Distinct models sampled from the pool per prompt.")
     principles: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRINCIPLES),
-        description="Weights of the system-prompt principles, e.g. helpfulness=0.6,honesty=0.2,truthfulness=0.1,"
-        "verbalized_calibration=0.1.")
-    source_column: str | None = Field(None, description="Column naming each prompt's source, for principles_by_source "
-                                      "in --config.")
+        description="Weights of the system-prompt principles, drawn for each completion of a prompt whose source has "
+        "no mix of its own (default: the original's ShareGPT/UltraChat mix).")
+    source_column: str | None = Field(None, description="Column naming each prompt's source, which picks its "
+                                      "principle mix.", json_schema_extra=cli(show=f"{SOURCE_COLUMN}, when the input has it"))
     principles_by_source: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="Principle weights per source (a --config mapping of source to weights).",
-        json_schema_extra=cli(yaml_only=True))
+        default_factory=lambda: {source: dict(mix) for source, mix in SOURCE_MIXES.items()},
+        description="Principle weights per source (a --config mapping of source to weights, added to the original's "
+        f"mixes for {', '.join(SOURCE_MIXES)}).", json_schema_extra=cli(yaml_only=True))
+    reference_column: str | None = Field(None, description="Column of reference answers known to be correct (a string "
+                                         "or a list), shown to the truthfulness judge.",
+                                         json_schema_extra=cli(show=f"{REFERENCE_COLUMN}, when the input has it"))
+    incorrect_column: str | None = Field(None, description="Column of answers known to be wrong, shown to the "
+                                         "truthfulness judge.",
+                                         json_schema_extra=cli(show=f"{INCORRECT_COLUMN}, when the input has it"))
+    false_premise_sources: list[str] = Field(["false_qa"], description="Sources whose questions rest on a false "
+                                             "premise: the truthfulness judge is told so.",
+                                             json_schema_extra=cli(comma=True))
     temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the completions.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
     max_new_tokens: int = Field(1024, ge=1, description="Most tokens per completion.")
@@ -99,21 +117,27 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     judge_api_key_env: str | None = Field(None, description="Environment variable of the judge endpoint's key.")
     judge_temperature: float = Field(0.0, ge=0, le=2, description="The judge's sampling temperature (retries of "
                                      "unparsable replies use at least 0.7).")
-    judge_max_new_tokens: int = Field(1024, ge=16, description="Most tokens per judge reply.")
+    judge_top_p: float = Field(0.6, gt=0, le=1, description="Nucleus sampling of the judge.")
+    judge_max_new_tokens: int = Field(500, ge=16, description="Most tokens per judge reply rating an aspect.")
+    critique_max_new_tokens: int = Field(1024, ge=16, description="Most tokens per critique (--critique).")
     structured: bool = Field(True, description="Ask for JSON-schema output where the backend supports it.")
     parse_retries: int = Field(2, ge=0, le=10, description="New judge samples when a reply cannot be parsed; then its "
                                "ratings are kept as null.")
-    critique: bool = Field(False, description="Also an overall score 1-10 with feedback per completion.")
+    critique: bool = Field(False, description="Also an overall score 1-10 with feedback per completion (what "
+                           "--score overall ranks by).")
     debias: Literal["none", "swap"] = Field("none", description="swap: rate again in reverse order and average "
                                             "(position bias).")
-    score: str = Field("mean", description="What chosen/rejected rank by: mean (of the aspects), overall (needs "
-                       "--critique) or one aspect (instruction_following, honesty, truthfulness, helpfulness).")
+    score: str = Field("mean", description="What chosen/rejected rank by: mean (of the aspect ratings: the Zephyr "
+                       "paper's rule), overall (the critique's score: the rule of the script that built "
+                       "ultrafeedback_binarized; needs --critique) or one aspect (instruction_following, honesty, "
+                       "truthfulness, helpfulness).")
     rejected: Literal["random", "lowest"] = Field("random", description="Rejected: a seeded random other completion, or "
                                                   "the lowest.")
-    keep_ties: bool = Field(False, description="Keep pairs whose chosen and rejected scores tie.",
-                            json_schema_extra=cli(off="drop-ties"))
+    keep_ties: bool = Field(True, description="Rejected may score as high as chosen, as in ultrafeedback_binarized; "
+                            "--drop-ties draws it from the lower-scored answers only (a prompt whose answers all tie "
+                            "gives no pair).", json_schema_extra=cli(off="drop-ties"))
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "false_premise_sources", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return comma_separated(value)
@@ -126,7 +150,9 @@ class UltraFeedbackConfig(EngineConfig, InputConfig):
     @field_validator("principles_by_source", mode="before")
     @classmethod
     def _by_source(cls, value: Any) -> dict[str, dict[str, float]]:
-        return {str(source): principle_weights(weights) for source, weights in (value or {}).items()}
+        items = value.items() if isinstance(value, dict) else [("principles_by_source", value)]
+        given = {str(source): principle_weights(weights) for source, weights in items}
+        return {**{source: dict(mix) for source, mix in SOURCE_MIXES.items()}, **given}
 
     @field_validator("score")
     @classmethod
@@ -168,29 +194,34 @@ class UltraFeedback:
         self.judge = judge.model if judge and judge.model else client.model
         self.phrasings = {p: word_list(PROMPTS, f"principles/{p}.txt") for p in PRINCIPLES}
 
-    def request(self, model: str, messages: list[Message], temperature: float, max_tokens: int, *salt,
+    def request(self, model: str, messages: list[Message], temperature: float, top_p: float, max_tokens: int, *salt,
                 sample: int = 0, schema: dict | None = None) -> Request:
-        params = SamplingParams(temperature, self.config.top_p, max_tokens, seed=derive_seed(self.config.seed, *salt, sample))
+        params = SamplingParams(temperature, top_p, max_tokens, seed=derive_seed(self.config.seed, *salt, sample))
         return Request.chat(model, messages, params, sample=sample, json_schema=schema if self.config.structured else None)
 
     # -- 1. completions ------------------------------------------------------------------------
 
-    def principle(self, pid: str, source: str | None) -> tuple[str, str]:
+    def principle(self, pid: str, source: str | None, model: str) -> tuple[str, str]:
+        """The principle of one completion and its system prompt: drawn for each completion, as
+        the original drew one for each model's answer, from the mix of the prompt's source."""
         weights = self.config.principles_by_source.get(source or "", self.config.principles)
-        rng = rng_for(self.config.seed, "principle", pid)
+        rng = rng_for(self.config.seed, "principle", pid, model)
         name = rng.choices(list(weights), weights=list(weights.values()))[0]
         return name, rng.choice(self.phrasings[name])
 
-    async def complete(self, instruction: str, pid: str, model: str, principle: str, system: str) -> dict[str, Any]:
+    async def complete(self, instruction: str, pid: str, model: str, source: str | None) -> dict[str, Any]:
+        principle, system = self.principle(pid, source, model)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": instruction}]
         c = self.config
-        reply = await self.client.complete(self.request(model, messages, c.temperature, c.max_new_tokens, "answer", pid, model))
+        request = self.request(model, messages, c.temperature, c.top_p, c.max_new_tokens, "answer", pid, model)
+        reply = await self.client.complete(request)
         return {"model": model, "principle": principle, "system_prompt": system, "response": reply.text,
                 "finish_reason": reply.finish_reason}
 
     # -- 2. ratings ----------------------------------------------------------------------------
 
-    async def judge_until_parsed(self, prompt: str, schema: dict, parse, *salt) -> tuple[Any, str, int]:
+    async def judge_until_parsed(self, messages: list[Message], max_tokens: int, schema: dict, parse,
+                                 *salt) -> tuple[Any, str, int]:
         """Ask the judge until `parse` reads the reply (None: unreadable), at most
         1 + parse_retries times. Returns (parsed or None, the last reply, attempts).
 
@@ -200,8 +231,8 @@ class UltraFeedback:
         text = ""
         for attempt in range(self.config.parse_retries + 1):
             temperature = self.config.judge_temperature if attempt == 0 else max(self.config.judge_temperature, 0.7)
-            request = self.request(self.judge, [{"role": "user", "content": prompt}], temperature,
-                                   self.config.judge_max_new_tokens, *salt, sample=attempt, schema=schema)
+            request = self.request(self.judge, messages, temperature, self.config.judge_top_p, max_tokens, *salt,
+                                   sample=attempt, schema=schema)
             reply = await self.client.complete(request)
             text = reply.text
             parsed = parse(text) if reply.finish_reason != "length" else None
@@ -209,15 +240,18 @@ class UltraFeedback:
                 return parsed, text, attempt + 1
         return None, text, self.config.parse_retries + 1
 
-    async def rate(self, aspect: str, instruction: str, responses: list[str], order: list[int], pid: str) -> dict[str, Any]:
+    async def rate(self, aspect: str, instruction: str, responses: list[str], order: list[int], pid: str,
+                   references: dict[str, Any] | None) -> dict[str, Any]:
         """One judge call rating all responses in `order`; an unreadable reply is kept raw
-        with null ratings."""
+        with null ratings. Truthfulness also sees the prompt's reference knowledge, if any."""
         spec = ASPECTS[aspect]
         n, allow_na, types = len(order), spec["na"], spec.get("types")
-        prompt = render(PROMPTS, f"aspects/{aspect}.j2", instruction=instruction, texts=[responses[i] for i in order], types=types or [])
+        prompt = render(PROMPTS, f"aspects/{aspect}.j2", instruction=instruction, texts=[responses[i] for i in order],
+                        types=types or [], references=references if aspect == "truthfulness" else None)
+        messages = [{"role": "system", "content": render(PROMPTS, "judge_system.j2")}, {"role": "user", "content": prompt}]
         parsed, text, attempts = await self.judge_until_parsed(
-            prompt, aspect_schema(n, allow_na, types), lambda reply: parse_aspect_reply(reply, n, allow_na, types),
-            "judge", aspect, pid, tuple(order),
+            messages, self.config.judge_max_new_tokens, aspect_schema(n, allow_na, types),
+            lambda reply: parse_aspect_reply(reply, n, allow_na, types), "judge", aspect, pid, tuple(order),
         )
         if parsed is None:
             return {"order": order, "ratings": [None] * n, "attempts": attempts, "raw": text}
@@ -226,14 +260,19 @@ class UltraFeedback:
             by_response[order[position]] = _rating(rating)
         return {"order": order, "ratings": by_response, "attempts": attempts}
 
-    async def critique(self, instruction: str, response: str, pid: str, index: int) -> dict[str, Any]:
-        prompt = render(PROMPTS, "critique.j2", instruction=instruction, answer=response)
+    async def critique(self, instruction: str, completion: dict[str, Any], pid: str, index: int) -> dict[str, Any]:
+        """The teacher's feedback and overall score; it knows the principle the answer was given,
+        as the original's critique did."""
+        prompt = render(PROMPTS, "critique.j2", instruction=instruction, note=completion["system_prompt"],
+                        answer=completion["response"])
 
         def parse(reply: str):
             score, feedback = parse_critique_reply(reply)
             return None if score is None else (score, feedback)
 
-        parsed, text, _ = await self.judge_until_parsed(prompt, critique_schema(), parse, "critique", pid, index)
+        parsed, text, _ = await self.judge_until_parsed([{"role": "user", "content": prompt}],
+                                                        self.config.critique_max_new_tokens, critique_schema(), parse,
+                                                        "critique", pid, index)
         if parsed is None:
             return {"overall_score": None, "feedback": "", "raw": text}
         return {"overall_score": parsed[0], "feedback": parsed[1]}
@@ -248,20 +287,22 @@ class UltraFeedback:
         c = self.config
         pool = list(dict.fromkeys(s.model for s in c.models))
         models = rng_for(c.seed, "models", pid).sample(pool, c.completions_per_prompt)
-        principle, system = self.principle(pid, row.get("source"))
-        completions = await asyncio.gather(*(self.complete(instruction, pid, m, principle, system) for m in models))
+        completions = await asyncio.gather(*(self.complete(instruction, pid, m, row.get("source")) for m in models))
         responses = [x["response"] for x in completions]
         k = len(responses)
+        references = row.get("references")
         orders = {aspect: rng_for(c.seed, "order", pid, aspect).sample(range(k), k) for aspect in ASPECTS}
-        jobs = [self.rate(a, instruction, responses, orders[a], pid) for a in ASPECTS]
+        jobs = [self.rate(a, instruction, responses, orders[a], pid, references) for a in ASPECTS]
         if c.debias == "swap":
-            jobs += [self.rate(a, instruction, responses, orders[a][::-1], pid) for a in ASPECTS]
+            jobs += [self.rate(a, instruction, responses, orders[a][::-1], pid, references) for a in ASPECTS]
         if c.critique:
-            jobs += [self.critique(instruction, r, pid, i) for i, r in enumerate(responses)]
+            jobs += [self.critique(instruction, x, pid, i) for i, x in enumerate(completions)]
         results = await asyncio.gather(*jobs)
         aspects = dict(zip(ASPECTS, results[: len(ASPECTS)]))
-        record = {"prompt": instruction, "prompt_id": pid, "source": row.get("source"), "principle": principle,
-                  "completions": completions, "aspects": aspects}
+        record = {"prompt": instruction, "prompt_id": pid, "source": row.get("source"), "completions": completions,
+                  "aspects": aspects}
+        if references:
+            record["references"] = references
         if c.debias == "swap":
             record["swapped"] = dict(zip(ASPECTS, results[len(ASPECTS): 2 * len(ASPECTS)]))
         if c.critique:
@@ -302,21 +343,26 @@ def scores(record: dict[str, Any], score: str) -> list[float | None]:
 
 
 def binarize(record: dict[str, Any], score: str, rejected: str, keep_ties: bool, seed: int) -> tuple[dict | None, str | None]:
-    """(a preference row, None) or (None, why it was dropped)."""
+    """(a preference row, None) or (None, why it was dropped).
+
+    As ultrafeedback_binarized was built: chosen is the best-scored answer (the first of those
+    tied for best), rejected one of the other rated answers at random, even one that ties with
+    chosen. Without keep_ties, rejected is one of the lower-scored answers (the Zephyr paper's
+    "random lower scoring" response), and a prompt whose answers all tie gives no pair."""
     values = scores(record, score)
     rated = [i for i, v in enumerate(values) if v is not None]
     if len(rated) < 2:
         return None, "unrated"
     best = max(values[i] for i in rated)
     chosen = min(i for i in rated if values[i] == best)  # ties for best: the first completion
-    others = [i for i in rated if i != chosen]
+    others = [i for i in rated if i != chosen and (keep_ties or values[i] < best)]
+    if not others:
+        return None, "tie"
     if rejected == "lowest":
         worst = min(values[i] for i in others)
         other = min(i for i in others if values[i] == worst)
     else:
         other = rng_for(seed, "rejected", record["prompt_id"]).choice(others)
-    if values[other] == values[chosen] and not keep_ties:
-        return None, "tie"
     user = {"role": "user", "content": record["prompt"]}
     conversation = [[user, {"role": "assistant", "content": record["completions"][i]["response"]}] for i in (chosen, other)]
     return {
@@ -406,15 +452,15 @@ def build_dataset(records: list[dict[str, Any]], config: UltraFeedbackConfig) ->
     if test:
         splits.update(test_prefs=test, test_sft=test)
     prefs = with_provenance(PREFERENCE, chosen_model=Value("string"), rejected_model=Value("string"))
-    configs = [DatasetConfig(DEFAULT_CONFIG, prefs, splits)]
+    configs = hub_layout(DatasetConfig(DEFAULT_CONFIG, prefs, splits))  # + train_gen/test_gen, the `trl` config
     completions = [row for record in records for row in completion_rows(record, config.score)]
     if completions:
         configs.append(DatasetConfig("completions", None, {"train": completions}))
     notes = {"position_bias": position_bias(records), "judge_unparsed": _unparsed(records),
              "binarization": {"score": config.score, "rejected": config.rejected, "keep_ties": config.keep_ties}}
     filters = [{"name": "fewer than two rated completions", "removed": dropped["unrated"]},
-               {"name": "ties between chosen and rejected", "removed": dropped["tie"]}]
-    return Built(configs, filters, notes, card_notes=[binarization_rule(config)])
+               {"name": "no answer scored below the best (--drop-ties)", "removed": dropped["tie"]}]
+    return Built(configs, filters, notes, card_notes=[binarization_rule(config), *layout_notes(configs)])
 
 
 def _unparsed(records: list[dict[str, Any]]) -> int:
@@ -423,26 +469,49 @@ def _unparsed(records: list[dict[str, Any]]) -> int:
 
 
 def binarization_rule(config: UltraFeedbackConfig) -> str:
-    rule = {"mean": "the mean of its aspect ratings", "overall": "the critique's overall score"}.get(
-        config.score, f"its {config.score} rating")
+    """The card's sentence saying which rule made the pairs."""
+    rule = {"mean": "the mean of its aspect ratings, N/A left out (`--score mean`: the rule the Zephyr paper states)",
+            "overall": "the critique's overall score (`--score overall`: the rule of the script that built "
+                       "HuggingFaceH4/ultrafeedback_binarized)"}.get(config.score, f"its {config.score} rating (`--score {config.score}`)")
     other = "a random other answer (seeded)" if config.rejected == "random" else "the lowest-scored answer"
-    ties = "kept" if config.keep_ties else "dropped"
-    return f"Binarization: each answer is scored by {rule}; chosen is the best, rejected {other}; pairs whose scores tie are {ties}."
+    ties = ("rejected may score as high as chosen, as in ultrafeedback_binarized" if config.keep_ties else
+            "rejected scores below chosen (`--drop-ties`), and a prompt whose answers all tie gives no pair")
+    return f"Binarization: each answer is scored by {rule}; chosen is the best, rejected {other}; {ties}."
 
 
 def load_prompts(config: UltraFeedbackConfig) -> list[tuple[str, dict[str, Any]]]:
     rows = load_input(config)
     column = pick_column(rows, config.input, config.column, PROMPT_COLUMNS)
-    if config.source_column is not None:
-        pick_column(rows, config.input, config.source_column, ())
+    source_column = _optional_column(rows, config, config.source_column, SOURCE_COLUMN)
+    correct_column = _optional_column(rows, config, config.reference_column, REFERENCE_COLUMN)
+    incorrect_column = _optional_column(rows, config, config.incorrect_column, INCORRECT_COLUMN)
     items = []
     for index, row in enumerate(rows):
         check_prompt(row.get(column), config.input, index, column)
         if isinstance(row[column], list) and not any(m["role"] == "user" for m in row[column]):
             raise InputError(f"input {config.input}, row {index + 1}: a chat with no user turn")
-        source = row.get(config.source_column) if config.source_column else None
-        items.append((str(index), {"instruction": row[column], "source": None if source is None else str(source)}))
+        source = row.get(source_column) if source_column else None
+        item = {"instruction": row[column], "source": None if source is None else str(source)}
+        references = {"correct": _answers(row.get(correct_column) if correct_column else None),
+                      "incorrect": _answers(row.get(incorrect_column) if incorrect_column else None),
+                      "false_premise": item["source"] in config.false_premise_sources}
+        if any(references.values()):  # (an item without any keeps the hash it always had: resumable)
+            item["references"] = references
+        items.append((str(index), item))
     return items
+
+
+def _optional_column(rows: list[dict[str, Any]], config: UltraFeedbackConfig, named: str | None, usual: str) -> str | None:
+    """The column named (which must exist), else the usual one where the input has it, else none."""
+    if named is not None:
+        return pick_column(rows, config.input, named, ())
+    return usual if rows and usual in rows[0] else None
+
+
+def _answers(value: Any) -> list[str]:
+    """Reference answers: a string or a list of them; openbmb/UltraFeedback writes "None" for none."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(v).strip() for v in values if v is not None and str(v).strip() not in ("", "None")]
 
 
 def resolved(config: UltraFeedbackConfig) -> UltraFeedbackConfig:
@@ -515,8 +584,9 @@ METHOD = GenerationMethod(
     paper="Cui et al. 2023, UltraFeedback: Boosting Language Models with Scaled AI Feedback",
     paper_url="https://arxiv.org/abs/2310.01377",
     description=(
-        "Each prompt was answered by several models of a pool, each under a principle given as the "
-        "system prompt (helpfulness, honesty, truthfulness or verbalized calibration). A judge model "
+        "Each prompt was answered by several models of a pool, each answer under a principle of its own "
+        "given as the system prompt (helpfulness, honesty, truthfulness or verbalized calibration, drawn "
+        "from the mix of the prompt's source as in UltraFeedback). A judge model "
         "rated all the answers of a prompt together on four aspects (instruction following, honesty, "
         "truthfulness, helpfulness), 1 to 5 with a rationale, the answers shown in a seeded random "
         "order. The best-scored answer became `chosen` and another one `rejected`, as in "

@@ -52,7 +52,9 @@ class ZephyrConfig(EngineConfig):
                                           json_schema_extra=cli(yaml_only=True))
     base_model: str = Field("mistralai/Mistral-7B-v0.1", description="The model to train.")
     preset: Literal["paper", "handbook", "qlora"] = Field("handbook", description="The zephyr-7b-beta recipes to train "
-                                                          "with.")
+                                                          "with: paper (the paper's section 4), handbook (the "
+                                                          "alignment-handbook's later full recipe), qlora (the "
+                                                          "handbook's one-GPU QLoRA recipe).")
     sft: list[str] = Field(default_factory=list, description="A dSFT recipe override KEY=VALUE, e.g. "
                            "training.learning_rate=1e-5; repeatable.")
     dpo: list[str] = Field(default_factory=list, description="A dDPO recipe override KEY=VALUE; repeatable.")

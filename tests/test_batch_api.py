@@ -55,8 +55,8 @@ def test_multi_turn_dialogues_go_through_a_batch_per_turn(cli, tmp_path):
             "--materials", corpus, "--materials-rounds", "2", "-q"]
     with LoopbackServer(reply=body_reply) as server:
         assert cli(*args, "--base-url", server.url, "-o", tmp_path / "batch", "--batch-api", *FAST, env=KEY).code == 0
-        # answer 1, user turn, answer 2: three rounds of requests, each dialogue waiting on the last
-        assert server.stats.batches_created == 3 and server.stats.batch_lines == 12
+        # the requests about each text, answer 1, user turn, answer 2: four rounds, each waiting on the last
+        assert server.stats.batches_created == 4 and server.stats.batch_lines == 16
         assert cli(*args, "--base-url", server.url, "-o", tmp_path / "direct", env=KEY).code == 0
     batch = datasets.load_dataset(str(tmp_path / "batch"), split="train_sft").to_list()
     assert batch == datasets.load_dataset(str(tmp_path / "direct"), split="train_sft").to_list()

@@ -56,7 +56,7 @@ def scripted(messages: list[dict]) -> str:
         given = "None" if turn % 2 == 0 else f"the figures of week {turn}"
         return f"Instruction: Do step {turn + 1} of: {task}\nInput: {given}"
     if "Solution:" in system:  # the AI assistant
-        instruction = last.split("\n")[0].removeprefix("Instruction: ")
+        instruction = cm.clean_instruction(last).split("\n")[0]
         return f"Solution: For '{instruction}', here is answer {own_turns(messages) + 1}.\nNext request."
     raise AssertionError(f"unscripted request: {last[:200]}")
 
@@ -67,10 +67,12 @@ class Teacher:
     def __init__(self, reply=scripted):
         self.reply = reply
         self.requests: list[list[dict]] = []
+        self.params = []  # the sampling parameters of each request, in order
 
     def __call__(self, request):
         messages = [dict(m) for m in request.messages]
         self.requests.append(messages)
+        self.params.append(request.params)
         return self.reply(messages)
 
     def asked(self, needle: str) -> list[list[dict]]:
@@ -140,6 +142,22 @@ def test_inception_prompts_name_both_roles_and_the_task():
     assert "one instruction per message" in user
 
 
+def test_list_and_specifier_prompts_keep_the_rules():
+    assistants = render("camel", "assistant_roles.j2", n=50)
+    assert "50 different roles" in assistants and "alphabetically" in assistants and "do not explain" in assistants
+    users = render("camel", "user_roles.j2", n=50)
+    assert "50 kinds" in users and "internet" in users and "occupations" in users and "singular" in users
+    assert "alphabetically" in users and "do not explain" in users
+    tasks = render("camel", "tasks.j2", n=10, assistant_role="Chef", user_role="Student")
+    assert "10 varied tasks" in tasks and '"Chef"' in tasks and '"Student"' in tasks and "together" in tasks
+    assert "briefly" in tasks and "inventive" in tasks
+    specify = render("camel", "specify.j2", assistant_role="Chef", user_role="Student", task="Plan a dinner", word_limit=50)
+    assert '"Chef"' in specify and '"Student"' in specify and "this task: Plan a dinner" in specify
+    assert "more specific" in specify and "imagination" in specify and "at most 50 words" in specify
+    assert "rewritten task only" in specify
+    assert "specific" in render("camel", "specify_system.j2")
+
+
 def test_perspective_flips_only_for_the_user():
     dialogue = [{"role": "user", "content": "Instruction: a"}, {"role": "assistant", "content": "Solution: b"}]
     assert cm.perspective(dialogue, "assistant") == dialogue
@@ -166,13 +184,15 @@ def test_pipeline_makes_role_play_dialogues(cli, tmp_path, monkeypatch):
         assert row["assistant_role"].startswith("Expert ") and row["user_role"].startswith("Person ")
         assert row["original_task"].startswith("Task ") and row["specified_task"] == row["original_task"] + ", done by Friday."
         assert (row["stop_reason"], row["num_turns"]) == ("task_done", DONE_AFTER)
-        assert [m["role"] for m in messages] == ["user", "assistant"] * DONE_AFTER
+        # The AI user's task-done message closes the dialogue, as in the original's data.
+        assert [m["role"] for m in messages] == ["user", "assistant"] * DONE_AFTER + ["user"]
+        assert messages[-1]["content"] == cm.END_TOKEN
         task = row["specified_task"]
         assert row["prompt"] == messages[0]["content"] == f"Do step 1 of: {task}" and row["prompt_id"] == prompt_id(row["prompt"])
         # Clean turns: the instruction with its input, the solution without its frame.
         assert messages[2]["content"] == f"Do step 2 of: {task}\n\nthe figures of week 1"
         assert messages[1]["content"] == f"For 'Do step 1 of: {task}', here is answer 1."
-        assert not any(cm.END_TOKEN in m["content"] or "Next request" in m["content"] for m in messages)
+        assert not any(cm.END_TOKEN in m["content"] or "Next request" in m["content"] for m in messages[:-1])
         assert row["assistant_model"] == row["user_model"] == "fake-model"
     # Shared steps are asked once: one request per role list and per pair's task list.
     assert len(teacher.asked("you could play")) == len(teacher.asked("people who use the internet")) == 1
@@ -192,10 +212,12 @@ def test_each_agent_sees_its_own_side(cli, tmp_path, monkeypatch):
     task, roles = row["specified_task"], (row["assistant_role"], row["user_role"])
     user_calls, assistant_calls = teacher.asked(cm.END_TOKEN), teacher.asked("Next request.")
     assert len(user_calls) == DONE_AFTER + 1 and len(assistant_calls) == DONE_AFTER
-    # The AI user: its inception prompt, the kick-off, then its instructions as `assistant`.
+    # The AI user: its inception prompt, the kick-off (which repeats that prompt, as the
+    # original's did), then its instructions as `assistant`.
     last_user = user_calls[-1]
-    assert roles_of(last_user[0]["content"]) == roles[::-1] and task in last_user[0]["content"]
-    assert last_user[1] == {"role": "user", "content": render("camel", "kickoff.j2")}
+    inception = last_user[0]["content"]
+    assert roles_of(inception) == roles[::-1] and task in inception
+    assert last_user[1] == {"role": "user", "content": inception + "\n\n" + render("camel", "kickoff.j2")}
     assert [m["role"] for m in last_user[2:]] == ["assistant", "user"] * DONE_AFTER
     assert all(m["content"].startswith("Instruction:") for m in last_user[2::2])
     assert all(m["content"].startswith("Solution:") for m in last_user[3::2])
@@ -205,10 +227,12 @@ def test_each_agent_sees_its_own_side(cli, tmp_path, monkeypatch):
     assert [m["role"] for m in last_assistant[1:]] == ["user", "assistant"] * (DONE_AFTER - 1) + ["user"]
     assert all(m["content"].startswith("Instruction:") for m in last_assistant[1::2])
     assert all(m["content"].startswith("Solution:") for m in last_assistant[2::2])
-    # The dialogue as the AI assistant saw it is the record, scaffolding included.
+    # The dialogue as the AI assistant saw it is the record, scaffolding included, and then
+    # the AI user's task-done message (the AI assistant is not asked to answer it).
     record = records_of(out)[0]
-    assert record["messages"] == last_assistant[1:] + [{"role": "assistant", "content": scripted(last_assistant)}]
-    assert cm.perspective(record["messages"], "user") == last_user[2:]
+    done = {"role": "user", "content": cm.END_TOKEN}
+    assert record["messages"] == last_assistant[1:] + [{"role": "assistant", "content": scripted(last_assistant)}, done]
+    assert cm.perspective(record["messages"][:-1], "user") == last_user[2:]
 
 
 def test_keep_scaffolding(cli, tmp_path, monkeypatch):
@@ -216,25 +240,28 @@ def test_keep_scaffolding(cli, tmp_path, monkeypatch):
                            "--keep-scaffolding")
     assert result.code == 0, result.err
     for row in datasets.load_dataset(str(out), split="train_sft"):
-        assert all(m["content"].startswith("Instruction: ") and "\nInput: " in m["content"] for m in row["messages"][::2])
+        assert row["messages"][-1] == {"role": "user", "content": cm.END_TOKEN}
+        assert all(m["content"].startswith("Instruction: ") and "\nInput: " in m["content"] for m in row["messages"][:-1:2])
         assert all(m["content"].startswith("Solution: ") and m["content"].endswith("Next request.") for m in row["messages"][1::2])
 
 
 FAULTS = {
-    # user role: what goes wrong, and (stop reason, exchanges kept)
-    "Finisher": ("nothing", ("task_done", 3)),
-    "Talker": ("never says done; the specifier says nothing", ("max_turns", 4)),
-    "Quitter": ("says done at once", ("task_done", 0)),
-    "Nobody": ("no task list", ("no_task", 0)),
-    "Flipper": ("answers as the assistant", ("user_as_assistant", 1)),
-    "Chatter": ("stops instructing", ("no_instruction", 1)),
-    "Mute": ("an empty instruction", ("empty_turn", 1)),
-    "Parrot": ("repeats an instruction", ("repeated_turn", 1)),
-    "Bossed": ("the assistant instructs", ("assistant_as_user", 1)),
-    "Echoed": ("the assistant repeats a solution", ("repeated_turn", 1)),
-    "Blank": ("an empty solution", ("empty_turn", 1)),
-    "Rambled": ("a solution cut off by the token limit", ("truncated", 1)),
-    "Overflow": ("the conversation outgrows the context", ("rejected", 2)),
+    # user role: what goes wrong, then (stop reason, exchanges kept) under the original's stops
+    # and with --extra-stops (distill's own checks of empty, repeated and answering turns)
+    "Finisher": ("nothing", ("task_done", 3), ("task_done", 3)),
+    "Talker": ("never says done; the specifier says nothing", ("max_turns", 4), ("max_turns", 4)),
+    "Quitter": ("says done at once", ("task_done", 0), ("task_done", 0)),
+    "Nobody": ("no task list", ("no_task", 0), ("no_task", 0)),
+    "Flipper": ("answers as the assistant", ("no_instruction", 3), ("user_as_assistant", 1)),
+    "Chatter": ("stops instructing", ("no_instruction", 3), ("repeated_turn", 2)),
+    "Mute": ("empty instructions", ("max_turns", 4), ("empty_turn", 1)),
+    "Parrot": ("repeats its first instruction", ("max_turns", 4), ("repeated_turn", 1)),
+    "Thanker": ("thanks and says goodbye in every turn", ("task_done", 3), ("task_done", 3)),
+    "Bossed": ("the assistant instructs", ("assistant_as_user", 1), ("assistant_as_user", 1)),
+    "Echoed": ("the assistant repeats its first solution", ("task_done", 3), ("repeated_turn", 1)),
+    "Blank": ("empty solutions", ("task_done", 3), ("empty_turn", 1)),
+    "Rambled": ("the first solution cut off by the token limit", ("truncated", 0), ("truncated", 0)),
+    "Overflow": ("the conversation outgrows the context", ("rejected", 2), ("rejected", 2)),
 }
 
 
@@ -258,6 +285,8 @@ def user_fault(messages: list[dict]) -> str:
         return cm.END_TOKEN
     if role == "Talker":
         return f"Instruction: Keep going.\nInput: round {turn}"
+    if role == "Thanker" and turn < DONE_AFTER:
+        return f"Instruction: Thank you! Goodbye, good bye, bye, you are welcome. Now step {turn + 1}.\nInput: None"
     faults = {"Flipper": "Solution: I did it myself.\nNext request.",
               "Chatter": "Thank you, that is wonderful!",
               "Mute": "Instruction:\nInput: None",
@@ -269,34 +298,117 @@ def assistant_fault(messages: list[dict]) -> str:
     role, turn = roles_of(messages[0]["content"])[1], own_turns(messages)
     if role == "Overflow" and turn == 2:
         raise RejectedError("the prompt is longer than the context window")
-    faults = {"Bossed": "Instruction: You write it.\nInput: None",
+    if role == "Rambled":
+        return "Solution: " + "word " * 2000
+    faults = {"Bossed": "Solution: Gladly. Instruction: You write the menu yourself.\nNext request.",
               "Echoed": messages[2]["content"] if turn else "",  # its first solution
-              "Blank": "Solution: Next request.",
-              "Rambled": "Solution: " + "word " * 500}
+              "Blank": "Solution: Next request."}
     return faults[role] if turn >= 1 and role in faults else scripted(messages)
 
 
-def test_every_stop_reason_and_post_processing(cli, tmp_path, monkeypatch):
+def play(cli, tmp_path, monkeypatch, user_role: str, *args, name="run") -> tuple[dict, list[dict]]:
+    """One dialogue between a Chef and `user_role` (a FAULTS role): its record and its dataset rows."""
+    users = write_jsonl(tmp_path / f"{user_role}.jsonl", [{"role": user_role}])
+    experts = write_jsonl(tmp_path / "experts.jsonl", [{"role": "Chef"}])
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "1", "--assistant-roles", experts, "--user-roles", users,
+                           "--tasks-per-pair", "1", *args, teacher=Teacher(faulty), name=name)
+    assert result.code == 0, result.err
+    return records_of(out)[0], datasets.load_dataset(str(out), split="train_sft").to_list()
+
+
+@pytest.mark.parametrize("extra", [False, True], ids=["original-stops", "extra-stops"])
+def test_every_stop_reason_and_post_processing(cli, tmp_path, monkeypatch, extra):
     users = tmp_path / "users.txt"
     users.write_text("\n".join(FAULTS) + "\n")
     experts = write_jsonl(tmp_path / "experts.jsonl", [{"role": "Chef"}])
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", str(len(FAULTS)), "--assistant-roles", experts,
                            "--user-roles", users, "--tasks-per-pair", "1", "--max-turns", "4", "--min-turns", "2",
-                           "--max-new-tokens", "100", teacher=Teacher(faulty))
+                           *(["--extra-stops"] if extra else []), teacher=Teacher(faulty))
     assert result.code == 0, result.err
+    expected = {role: outcomes[1 if extra else 0] for role, (_, *outcomes) in FAULTS.items()}
     records = {r["user_role"]: r for r in records_of(out)}
-    assert {role: (r["stop_reason"], r["num_turns"]) for role, r in records.items()} == {k: v[1] for k, v in FAULTS.items()}
-    for record in records.values():  # every dialogue ends on a complete solution, or is empty
-        messages = record["messages"]
-        assert len(messages) == 2 * record["num_turns"] and all(m["role"] == "assistant" for m in messages[1::2])
-        assert not any(cm.END_TOKEN in m["content"] or "word word" in m["content"] for m in messages)
+    assert {role: (r["stop_reason"], r["num_turns"]) for role, r in records.items()} == expected
+    for record in records.values():  # a dialogue ends on a complete solution, on the task-done message, or is empty
+        messages, done = record["messages"], record["stop_reason"] == "task_done"
+        assert len(messages) == 2 * record["num_turns"] + done and all(m["role"] == "assistant" for m in messages[1::2])
+        assert not any(cm.END_TOKEN in m["content"] or "word word" in m["content"] for m in messages[:len(messages) - done])
     assert records["Talker"]["specified_task"] == records["Talker"]["original_task"]  # the specifier gave nothing
     kept = {r["user_role"] for r in datasets.load_dataset(str(out), split="train_sft")}
-    assert kept == {"Finisher", "Talker", "Overflow"}
+    assert kept == {role for role, (stop, turns) in expected.items() if stop != "no_task" and turns >= 2}
     stats = json.loads((out / "stats.json").read_text())
-    assert {f["name"]: f["removed"] for f in stats["filters"]} == {"no-task": 1, "empty": 1, "min-turns": 8}
-    assert stats["postprocess"]["stop_reasons"] == dict(Counter(v[1][0] for v in FAULTS.values()))
+    short = sum(turns < 2 for role, (stop, turns) in expected.items() if stop != "no_task" and role != "Rambled")
+    assert {f["name"]: f["removed"] for f in stats["filters"]} == {"no-task": 1, "empty": 1, "min-turns": short}
+    assert stats["postprocess"]["stop_reasons"] == dict(Counter(stop for stop, _ in expected.values()))
     assert stats["postprocess"]["unspecified_tasks"] == 1
+
+
+# -- the original's rules, one test each (docs/fidelity.md pins them) ------------------------------
+
+
+def test_task_done_message_is_kept(cli, tmp_path, monkeypatch):
+    record, rows = play(cli, tmp_path, monkeypatch, "Finisher")
+    assert (record["stop_reason"], record["num_turns"]) == ("task_done", DONE_AFTER)
+    assert record["messages"][-1] == rows[0]["messages"][-1] == {"role": "user", "content": cm.END_TOKEN}
+    assert len(rows[0]["messages"]) == 2 * DONE_AFTER + 1
+    # --drop-task-done ends the dataset's dialogue on the last solution; the record keeps the message.
+    record, rows = play(cli, tmp_path, monkeypatch, "Finisher", "--drop-task-done", name="dropped")
+    assert record["messages"][-1]["content"] == cm.END_TOKEN
+    assert [m["role"] for m in rows[0]["messages"]] == ["user", "assistant"] * DONE_AFTER
+
+
+def test_stops_after_three_turns_without_an_instruction(cli, tmp_path, monkeypatch):
+    record, _ = play(cli, tmp_path, monkeypatch, "Chatter")
+    assert (record["stop_reason"], record["num_turns"]) == ("no_instruction", 3)
+    # The first two turns without an instruction are kept, each with the solution that answered it.
+    users = [m["content"] for m in record["messages"] if m["role"] == "user"]
+    assert users[1:] == ["Thank you, that is wonderful!"] * 2 and len(record["messages"]) == 6
+    record, _ = play(cli, tmp_path, monkeypatch, "Chatter", "--no-instruction-rounds", "1", name="strict")
+    assert (record["stop_reason"], record["num_turns"]) == ("no_instruction", 1)
+
+
+def test_an_instructing_assistant_ends_the_dialogue_at_once(cli, tmp_path, monkeypatch):
+    # "Instruction:" anywhere in a solution is a role flip, as the original tells it.
+    record, rows = play(cli, tmp_path, monkeypatch, "Bossed")
+    assert (record["stop_reason"], record["num_turns"]) == ("assistant_as_user", 1)
+    assert len(rows[0]["messages"]) == 2 and not any("Instruction" in m["content"] for m in rows[0]["messages"])
+
+
+def test_farewell_words_do_not_stop_a_dialogue(cli, tmp_path, monkeypatch):
+    # The original's farewell-word rule never ended a conversation; distill has none.
+    record, rows = play(cli, tmp_path, monkeypatch, "Thanker")
+    assert (record["stop_reason"], record["num_turns"]) == ("task_done", DONE_AFTER)
+    assert "Goodbye" in rows[0]["messages"][0]["content"]
+
+
+def test_a_dialogue_stops_at_forty_messages(cli, tmp_path, monkeypatch):
+    record, rows = play(cli, tmp_path, monkeypatch, "Talker")
+    assert (record["stop_reason"], record["num_turns"], len(rows[0]["messages"])) == ("max_turns", 20, 40)
+
+
+def test_context_overflow_keeps_what_was_said(cli, tmp_path, monkeypatch):
+    record, rows = play(cli, tmp_path, monkeypatch, "Overflow")
+    assert (record["stop_reason"], record["num_turns"], len(rows[0]["messages"])) == ("rejected", 2, 4)
+
+
+def test_sampling_follows_the_original(cli, tmp_path, monkeypatch):
+    teacher = Teacher()
+    result, _ = run_fake(cli, tmp_path, monkeypatch, "-n", "1", "--num-roles", "2", "--tasks-per-pair", "1",
+                         teacher=teacher)
+    assert result.code == 0, result.err
+
+    def kind(messages: list[dict]) -> str:
+        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+        if system.startswith("You turn broad task"):
+            return "specifier"
+        if cm.END_TOKEN in system:
+            return "user"
+        return "assistant" if "Next request." in system else "list"
+
+    seen = {}
+    for messages, params in zip(teacher.requests, teacher.params):
+        seen.setdefault(kind(messages), set()).add((params.temperature, params.top_p, params.max_tokens))
+    assert seen == {"list": {(0.2, 1.0, 512)}, "specifier": {(1.4, 1.0, 512)},
+                    "user": {(0.2, 1.0, 512)}, "assistant": {(0.2, 1.0, 1024)}}
 
 
 def test_roles_from_files_skip_the_role_requests(cli, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 import json
 
 import datasets
+import pytest
 import yaml
 from conftest import assert_one_line_error, write_jsonl
 
@@ -92,7 +93,7 @@ def test_export_again_with_other_split_settings_asks_nothing(cli, tmp_path):
     generate(cli, tmp_path, "--test-size", "3")
     stats = json.loads((out / "stats.json").read_text())
     assert stats["last_session"]["requests"] == 0
-    assert stats["splits"] == {"default/train": 9, "default/test": 3}
+    assert stats["splits"] == {"default/train": 9, "default/test": 3, "trl/train": 9, "trl/test": 3}
     assert sorted(p.name for p in (out / "data").iterdir()) == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
 
 
@@ -135,7 +136,8 @@ def test_dataset_card_says_how_the_data_was_made(cli, tmp_path):
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"] == [{"config_name": "default", "data_files": [
-        {"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}]}]
+        {"split": "train", "path": "data/train-*"}, {"split": "test", "path": "data/test-*"}]},
+        {"config_name": "trl", "data_files": [{"split": "train", "path": "trl/train-*"}, {"split": "test", "path": "trl/test-*"}]}]
     splits = {s["name"]: s["num_examples"] for s in header["dataset_info"][0]["splits"]}
     assert splits == {"train": 4, "test": 1}
     assert header["dataset_info"][0]["features"] == card_features(COMPLETION)  # the columns, as the schema says
@@ -173,3 +175,104 @@ def test_card_cells_keep_the_table_whole():
     assert cell([3, 7]) == "3, 7"
     assert cell("two\nlines") == "two lines"
     assert cell(0) == "0"
+
+
+# --- the H4 layout's *_gen splits and the `trl` config (issue 13, item 8) ---------------------
+
+def chat(*turns):
+    return [{"role": role, "content": text} for role, text in zip(["user", "assistant"] * len(turns), turns)]
+
+
+def test_gen_splits_end_at_the_last_user_turn_and_the_trl_config_keeps_what_trl_reads(tmp_path):
+    from distill.export import hub_layout, layout_notes
+
+    dialogue = {"prompt": "p", "prompt_id": "1", "messages": chat("p", "a", "q", "b")}
+    opening_only = {"prompt": "s", "prompt_id": "2", "messages": [{"role": "system", "content": "s"}]}
+    configs = hub_layout(DatasetConfig("default", DIALOGUE, {"train_sft": [dialogue, opening_only], "test_sft": [dialogue]}))
+    default, trl = configs
+    assert list(default.splits) == ["train_sft", "test_sft", "train_gen", "test_gen"]  # the order of ultrachat_200k
+    # Every column kept (as in the H4 datasets); the conversation cut after its last user turn; none without one.
+    assert default.splits["train_gen"] == [{**dialogue, "messages": chat("p", "a", "q")}] == default.splits["test_gen"]
+    assert (trl.name, list(trl.splits), list(trl.features)) == ("trl", ["train", "test"], ["messages"])
+    assert trl.splits["train"] == [{"messages": dialogue["messages"]}, {"messages": opening_only["messages"]}]
+    assert any("trl sft --dataset_name REPO --dataset_config trl" in note for note in layout_notes(configs))
+
+    pair = {"prompt": "p", "prompt_id": "1", "chosen": chat("p", "good"), "rejected": chat("p", "bad"),
+            "messages": chat("p", "good"), "score_chosen": 8.0, "score_rejected": 2.0}
+    splits = {"train_prefs": [pair], "train_sft": [pair], "test_prefs": [pair], "test_sft": [pair]}
+    default, trl = hub_layout(DatasetConfig("default", PREFERENCE, splits))
+    assert list(default.splits) == ["train_prefs", "train_sft", "test_prefs", "test_sft", "train_gen", "test_gen"]
+    assert default.splits["train_gen"] == [{**pair, "messages": chat("p")}]
+    assert list(trl.features) == ["chosen", "rejected"] and trl.splits["test"] == [{"chosen": pair["chosen"], "rejected": pair["rejected"]}]
+    assert any("trl dpo" in note for note in layout_notes([default, trl]))
+
+    # Arrow rows (a filter's output) are cut the same way; a config without conversations stays alone.
+    arrow = hub_layout(DatasetConfig("default", None, {"train_sft": datasets.Dataset.from_list([dialogue])}))
+    assert arrow[0].splits["train_gen"].to_list() == [{**dialogue, "messages": chat("p", "a", "q")}]
+    assert arrow[1].splits["train"].column_names == ["messages"]
+    assert len(hub_layout(DatasetConfig("default", None, {"train": [{"text": "t"}]}))) == 1
+
+
+def test_a_gen_prompt_ends_on_the_question_its_last_answer_replies_to():
+    from distill.export import before_last_answer
+
+    camel = chat("Instruction: plan it", "Solution: a plan.") + [{"role": "user", "content": "<CAMEL_TASK_DONE>"}]
+    assert before_last_answer(camel) == chat("Instruction: plan it")
+    assert before_last_answer(chat("p", "a", "q", "b")) == chat("p", "a", "q")
+    assert before_last_answer(chat("only a question")) == chat("only a question")
+    assert before_last_answer([{"role": "system", "content": "s"}]) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_model(tmp_path_factory):
+    pytest.importorskip("trl")
+    from tiny_models import build_tiny_model
+
+    corpus = ["rivers flow to the sea", "a mill grinds grain", "tell me more about it", "good bad answer"] * 20
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "chat", corpus)
+
+
+def trl_cli(stage, model, run, out):
+    """TRL's own command line, as a user would type it, offline."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "trl"), stage, "--model_name_or_path", str(model), "--dataset_name", str(run),
+               "--dataset_config", "trl", "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_length", "128",
+               "--output_dir", str(out), "--use_cpu", "--bf16", "false", "--report_to", "none", "--save_strategy", "no"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_trls_own_cli_trains_on_the_trl_config_of_a_run(cli, tmp_path, tiny_chat_model):
+    dialogues = tmp_path / "dialogues"
+    result = cli("generate", "ultrachat", "--backend", "fake", "-n", "8", "--test-size", "0.25", "-o", dialogues, "-q")
+    assert result.code == 0, result.err
+    assert set(datasets.load_dataset(str(dialogues))) == {"train_sft", "test_sft", "train_gen", "test_gen"}
+    sft = trl_cli("sft", tiny_chat_model, dialogues, tmp_path / "sft")
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    assert (tmp_path / "sft" / "model.safetensors").exists()
+
+    prefs = tmp_path / "prefs"
+    result = cli("rate", "ultrafeedback", "--backend", "fake", "--input", dialogues, "--models", "a,b,c,d",
+                 "--test-size", "0.25", "-o", prefs, "-q")
+    assert result.code == 0, result.err
+    assert {"train", "test"} == set(datasets.load_dataset(str(prefs), "trl"))
+    dpo = trl_cli("dpo", tiny_chat_model, prefs, tmp_path / "dpo")
+    assert dpo.returncode == 0, dpo.stderr[-3000:]
+    assert (tmp_path / "dpo" / "model.safetensors").exists()
+
+
+def test_gen_splits_sit_apart_so_a_filter_reads_the_data_alone(cli, tmp_path):
+    run = tmp_path / "run"
+    assert cli("generate", "ultrachat", "--backend", "fake", "-n", "6", "--test-size", "2", "-o", run, "-q").code == 0
+    assert sorted(p.name for p in (run / "gen").iterdir()) == ["test_gen-00000-of-00001.parquet", "train_gen-00000-of-00001.parquet"]
+    assert sorted(p.name.split("-")[0] for p in (run / "data").iterdir()) == ["test_sft", "train_sft"]
+    loaded = datasets.load_dataset(str(run))
+    assert [len(r["messages"]) for r in loaded["train_gen"]] == [len(r["messages"]) - 1 for r in loaded["train_sft"]]
+    # A row and its prompt-only twin are near-duplicates; the filter sees the dialogues only.
+    result = cli("filter", "dedup", str(run), "-o", tmp_path / "clean")
+    assert result.code == 0, result.err
+    assert datasets.load_dataset(str(tmp_path / "clean"), split="train_sft").num_rows == loaded["train_sft"].num_rows

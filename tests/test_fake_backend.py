@@ -36,6 +36,7 @@ COMMANDS = {
     "completions": lambda p: ["generate", "completions", "--input", p],
     "ultrachat": lambda p: ["generate", "ultrachat", "-n", "8", "--world-rounds", "2-3"],
     "camel": lambda p: ["generate", "camel", "-n", "6", "--num-roles", "4", "--tasks-per-pair", "2"],
+    "alpaca": lambda p: ["generate", "alpaca", "-n", "6", "--batch-size", "2"],
     "self-instruct": lambda p: ["generate", "self-instruct", "-n", "6", "--batch-size", "2"],
     "ultrafeedback": lambda p: ["rate", "ultrafeedback", "--input", p, "--models", "a,b,c,d"],
     "zephyr": lambda p: ["zephyr", "--pool", "a,b", "--judge", "j", "--dialogues", "6", "--stop-after", "data"],

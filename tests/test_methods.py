@@ -13,7 +13,8 @@ from distill import methods as registry
 from distill.methods import GenerationMethod, methods
 
 DOCS = Path(distill.__file__).parent.parent / "docs" / "architecture.md"
-SHIPPED = {"generate camel", "generate completions", "generate self-instruct", "generate ultrachat", "rate ultrafeedback"}
+SHIPPED = {"generate alpaca", "generate camel", "generate completions", "generate self-instruct", "generate ultrachat",
+           "rate ultrafeedback"}
 
 
 def test_every_shipped_method_is_declared_once_with_its_prompts():

@@ -26,7 +26,7 @@ def test_wheel_puts_root_packages_inside_distill(tmp_path):
         for source in (ROOT / folder).rglob("*"):
             if source.is_file() and "__pycache__" not in source.parts:
                 expected.add(f"{installed}/{source.relative_to(ROOT / folder).as_posix()}")
-    assert {"distill/commands/zephyr.py", "distill/prompts/ultrachat/materials/summarize.j2",
+    assert {"distill/commands/zephyr.py", "distill/prompts/ultrachat/materials/labelled.j2",
             "distill/prompts/self_instruct/seed_tasks.jsonl"} <= expected
     assert expected <= names, sorted(expected - names)
     # Nothing generic lands at the top level of site-packages.

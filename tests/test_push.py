@@ -24,7 +24,8 @@ def test_push_creates_the_repo_and_uploads_exactly_the_dataset(run_dir):
     assert hub.calls[0] == ("create_repo", "my-org/my-data", {"repo_type": "dataset", "private": True, "exist_ok": True})
     upload = hub.calls[1][2]
     assert upload["repo_type"] == "dataset" and upload["revision"] is None
-    assert set(hub.uploaded) == {"README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"}
+    assert set(hub.uploaded) == {"README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet",
+                                 "trl/train-00000-of-00001.parquet", "trl/test-00000-of-00001.parquet"}
     card = hub.uploaded["README.md"].decode()
     assert 'load_dataset("my-org/my-data")' in card and "YOUR_ORG" not in card
 

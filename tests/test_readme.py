@@ -142,9 +142,8 @@ COMMANDS: dict[str, How] = {
     # Quickstart: the headline, on the embedded llama.cpp model for real.
     "distill generate ultrachat -n 10 --max-new-tokens 160 --user-max-new-tokens 64 --list-max-new-tokens 200 -o runs/ultrachat": How(
         "embedded llama.cpp model (Gemma 3 270M), for real",
-        lambda ctx, r: check_quickstart(ctx),
-        subs=(Sub("-n 10", "-n 3", "ten dialogues take 2-3 minutes on two cores; three (about 40 s) take the same path "
-                                   "and leave rows for the commands after it"),),
+        lambda ctx, r: check_quickstart(ctx),  # as written: ten dialogues take 2-3 minutes on two cores; fewer can
+                                                # leave the 270M base model no row that the README's filters keep
     ),
     "distill generate ultrachat -n 1000 --backend openai --model gpt-4o-mini --test-size 0.05 -o runs/ultrachat-gpt": How(
         "openai backend, OPENAI_BASE_URL -> loopback server (shaped replies)",
@@ -183,13 +182,23 @@ COMMANDS: dict[str, How] = {
               Sub("-o RUN_DIR", "--backend fake -o runs/synopsis-ultrachat", FAKE_FOR_SYNOPSIS)),
         synopsis=True,
     ),
-    "distill generate self-instruct -n 1000 [--seeds seed_tasks.jsonl] [--include-seeds] [--batch-size 8] "
+    "distill generate self-instruct -n 1000 [--seeds seed_tasks.jsonl] [--include-seeds] [--batch-size 5] "
     "[--rouge-threshold 0.7] [--prompt-style auto|chat|completion] -o RUN_DIR": How(
         "synopsis: flags and the three prompt styles checked against --help, then run once per style",
         lambda ctx, r: check_rows(ctx, f"runs/synopsis-self-instruct-{STYLES[ctx.variant]}", "train"),
         subs=(Sub("-n 1000", "-n 3", SMALL),),
         variants=tuple((Sub("auto|chat|completion", style, "each choice the synopsis shows"),
                         Sub("-o RUN_DIR", f"--backend fake -o runs/synopsis-self-instruct-{style}", FAKE_FOR_SYNOPSIS))
+                       for style in STYLES),
+        synopsis=True,
+    ),
+    "distill generate alpaca -n 1000 [--seeds seed_tasks.jsonl] [--batch-size 5] [--rouge-threshold 0.7] "
+    "[--prompt-style auto|chat|completion] -o RUN_DIR": How(
+        "synopsis: flags and the three prompt styles checked against --help, then run once per style",
+        lambda ctx, r: check_rows(ctx, f"runs/synopsis-alpaca-{STYLES[ctx.variant]}", "train"),
+        subs=(Sub("-n 1000", "-n 3", SMALL),),
+        variants=tuple((Sub("auto|chat|completion", style, "each choice the synopsis shows"),
+                        Sub("-o RUN_DIR", f"--backend fake -o runs/synopsis-alpaca-{style}", FAKE_FOR_SYNOPSIS))
                        for style in STYLES),
         synopsis=True,
     ),

@@ -461,7 +461,7 @@ def test_push_uploads_the_card_and_shards_only_whatever_the_card_says(cli, tmp_p
     assert not uploaded & {"cache.sqlite", "records.jsonl", "config.yaml", "stats.json", ".distill"}
     (out / "README.md").write_text(card)
     push_run(out, "me/data", api=hub)
-    assert set(hub.uploaded) == {"README.md", "data/train-00000-of-00001.parquet"}
+    assert set(hub.uploaded) == {"README.md", "data/train-00000-of-00001.parquet", "trl/train-00000-of-00001.parquet"}
     assert "load it from its folder" not in hub.uploaded["README.md"].decode()
 
 

@@ -1,5 +1,6 @@
 """Self-Instruct: the bootstrap, its filters, classification, instances, resume."""
 
+import asyncio
 import hashlib
 import json
 import random
@@ -9,8 +10,11 @@ import datasets
 import pytest
 from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
 
+from distill.filters.rouge import NoveltyPool, rouge_l, tokenize
 from distill.pipelines import self_instruct as si
+from distill.request import Response, Usage
 from distill.schemas import SELF_INSTRUCT
+from distill.seeding import derive_seed
 from distill.testing.openai_server import LoopbackServer
 
 VOCAB = [f"{a}{b}" for a in ("mar", "tel", "kin", "sol", "vor", "pel", "dun", "fra", "gos", "lim")
@@ -90,6 +94,48 @@ def config(tmp_path, **values):
     return si.SelfInstructConfig(output=tmp_path / "o", backend="fake", **values)
 
 
+class Teacher:
+    """Stands in for the client: `answer(request)` gives (text, finish reason); every request is kept."""
+
+    model = "teacher"
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests = []
+
+    async def complete(self, request):
+        self.requests.append(request)
+        text, finish = self.answer(request)
+        return Response(text, finish, Usage(), self.model)
+
+
+def one_round(tmp_path, answer, **values):
+    """A pipeline on a scripted teacher after one bootstrap round."""
+    c = config(tmp_path, **values)
+    teacher = Teacher(answer)
+    pipeline = si.SelfInstruct(c, teacher, si.load_seeds(c))
+    asyncio.run(pipeline.bootstrap.round())
+    return pipeline, teacher.requests
+
+
+def instances_for(tmp_path, instruction, is_classification, reply, finish="stop", **values):
+    """The record one instruction gets, and the requests asked for it (completion style)."""
+    def answer(request):
+        if request.prompt.rstrip().endswith("Classification:"):
+            return (" Yes" if is_classification else " No"), "stop"
+        return reply, finish
+
+    c = config(tmp_path, prompt_style="completion", **values)
+    teacher = Teacher(answer)
+    pipeline = si.SelfInstruct(c, teacher, si.load_seeds(c))
+
+    async def found(index):
+        return instruction, 0, {}
+
+    pipeline.bootstrap.instruction = found
+    return asyncio.run(pipeline.task("0", 0)), teacher.requests
+
+
 # -- parsing and filters -------------------------------------------------------------------
 
 
@@ -110,11 +156,30 @@ def test_output_first_parsing_and_classification_answers():
     assert si.parse_classification("Yes.\nNo.") is True and si.parse_classification("Maybe") is None
 
 
-def test_instances_are_cleaned():
+def test_invalid_and_repeated_instances_are_dropped():
     kept, dropped = si.clean_instances(
-        [("a", "b"), ("", ""), ("same", "SAME"), ("a", "b"), ("x", "1"), ("x", "2"), ("", "free"), ("c", "d")], limit=2)
-    assert kept == [("a", "b"), ("", "free")]
-    assert dropped == {"empty-output": 1, "output-is-input": 1, "duplicate": 1, "conflicting-outputs": 2, "over-limit": 1}
+        [("a", "b"), ("", ""), ("x", ""), ("same", "same"), ("same", "SAME"), ("a", "b"), ("", "free"),
+         ("Sentence:", "Positive"), ("Translate this", "Here is the translation:")], limit=5)
+    assert kept == [("a", "b"), ("same", "SAME"), ("", "free")]  # exact comparisons, as the original
+    assert dropped == {"empty-output": 2, "output-is-input": 1, "ends-with-colon": 2, "duplicate": 1}
+
+
+def test_a_task_whose_instances_conflict_is_dropped_whole():
+    instances = [("a", "b"), ("x", "1"), ("c", "d"), ("x", "2")]
+    assert si.clean_instances(instances, limit=5) == ([], {"conflicting-outputs": 4})
+    # An empty input is no input: several no-input outputs do not conflict.
+    assert si.clean_instances([("", "one"), ("", "two")], limit=5)[0] == [("", "one"), ("", "two")]
+
+
+def test_at_most_five_instances_are_kept_drawn_at_random():
+    instances = [(f"input {i}", f"output {i}") for i in range(9)]
+    draws = [si.clean_instances(instances, 5, rng=random.Random(seed)) for seed in range(6)]
+    assert all(len(kept) == 5 and dropped == {"over-limit": 4} for kept, dropped in draws)
+    assert all(kept == sorted(kept, key=instances.index) for kept, _ in draws)  # in the reply's order
+    assert len({tuple(kept) for kept, _ in draws}) > 1  # not always the first five
+    assert draws[0] == si.clean_instances(instances, 5, rng=random.Random(0))  # seeded
+    c = si.SelfInstructConfig(output="o", backend="fake")
+    assert c.max_instances == 5
 
 
 def test_instances_that_copy_the_prompts_own_examples_are_dropped():
@@ -131,13 +196,126 @@ def test_instances_that_copy_the_prompts_own_examples_are_dropped():
 
 def test_instruction_filters(tmp_path):
     c = config(tmp_path)
-    keywords = si.keyword_pattern(c.unsuited_keywords)
+    keywords = si.keyword_pattern(c.keywords())
     for text, reason in BAD.items():
         assert si.unsuited(text, c, keywords) == reason
     assert si.unsuited("Ünïcode first letter in this task.", c, keywords) == "starts-non-ascii"
+    assert si.unsuited("¿Qué hora es ahora mismo?", c, keywords) == "starts-non-ascii"
+    assert si.unsuited("Tell me three things.", c, keywords) is None  # 4 words: kept
+    assert si.unsuited("Tell me things.", c, keywords) == "too-short"  # 3 words: dropped
+    assert si.unsuited(" ".join(["word"] * 150), c, keywords) is None
     assert si.unsuited(" ".join(["word"] * 151), c, keywords) == "too-long"
+    assert si.unsuited("WRITE A PROGRAM to sort the list.", c, keywords) == "write-a-program"
+    assert si.unsuited("'Hello' in five languages, please.", c, keywords) == "starts-with-punctuation"
     assert si.unsuited("Explain how tides work on Earth.", c, keywords) is None
     assert si.unsuited("Profile the mapping code for speed.", c, keywords) is None  # whole words only: not "map"
+    assert si.unsuited("Plan how to go to the museum.", c, keywords) == "unsuited-keyword"
+
+
+def test_only_the_originals_13_keywords_by_default(tmp_path):
+    c = config(tmp_path)
+    assert c.unsuited_keywords == ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
+                                   "maps", "draw", "plot", "go to"]
+    video = "Describe the video of the rocket launch in detail."
+    assert si.unsuited(video, c, si.keyword_pattern(c.keywords())) is None
+    more = config(tmp_path, extra_unsuited_keywords=True)
+    assert si.unsuited(video, more, si.keyword_pattern(more.keywords())) == "unsuited-keyword"
+    assert {"photo", "video", "audio", "music", "flowchart", "diagram"} <= set(more.keywords()) > set(c.keywords())
+
+
+def test_new_instructions_get_a_capital_first_letter_only():
+    assert si.tidy("explain  the SQL JOIN\nto a Python user.") == "Explain the SQL JOIN to a Python user."
+
+
+def test_rouge_l_of_exactly_0_7_is_kept_above_is_dropped(tmp_path):
+    seed = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    tie = "alpha beta gamma delta epsilon zeta eta xi omicron pi"  # 7 of 10 words in order: F = 0.7 exactly
+    above = "alpha beta gamma delta epsilon zeta eta theta omicron pi"  # 8 of 10: 0.8
+    assert rouge_l(tokenize(seed), tokenize(tie)) == 0.7
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"instruction": seed}] + [
+        {"instruction": f"Seed task number {i} about {word}."} for i, word in enumerate(VOCAB[:7])])
+    boot = si.Bootstrap(config(tmp_path, seeds=str(seeds)), si.load_seeds(config(tmp_path, seeds=str(seeds))), None)
+    assert boot.pool.is_novel(tie) and not boot.pool.is_novel(above)
+    # `distill filter`'s rouge filter keeps its own rule: reaching the threshold is enough to drop.
+    assert not NoveltyPool([seed], 0.7).is_novel(tie)
+
+
+def bootstrap_answer(request):
+    """Seven new tasks after the eight shown, as a base model continues the list."""
+    text = request.prompt if request.prompt is not None else request.messages[-1]["content"]
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    return "\n".join(f"{9 + i}. {new_task(rng)}" for i in range(7))[3:], "stop"
+
+
+def test_bootstrap_requests_are_the_originals(tmp_path):
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"instruction": f"Rewrite the {word} text\nbelow:"} for word in VOCAB[:12]])
+    pipeline, requests = one_round(tmp_path, bootstrap_answer, seeds=str(seeds), prompt_style="completion")
+    assert len(requests) == 5  # a round: 5 prompts, then the pool grows
+    for request in requests:
+        shown = shown_tasks(request.prompt)
+        assert len(shown) == 8 and request.prompt.endswith("\n9.")  # 8 shown; the model continues at 9
+        assert all(task.startswith("Rewrite the") and task.endswith("text below") for task in shown)  # one line, no ":"
+        params = request.params
+        assert (params.temperature, params.top_p, params.presence_penalty, params.max_tokens) == (0.7, 0.5, 2.0, 1024)
+        assert getattr(params, "frequency_penalty", None) in (None, 0)
+        assert params.stop == ("\n\n", "\n16", "16.", "16 .")  # tasks 9 to 15: 7 new ones
+    assert len(pipeline.bootstrap.machine) == 35
+    _, chat = one_round(tmp_path, bootstrap_answer, seeds=str(seeds), prompt_style="chat")
+    assert "numbered 9 to 15" in chat[0].messages[-1]["content"]
+
+
+def test_a_reply_cut_off_by_the_token_limit_is_dropped_whole(tmp_path):
+    cut = derive_seed(0, "bootstrap", 0, 0)  # the first prompt of round 0
+
+    def answer(request):
+        return bootstrap_answer(request)[0], "length" if request.params.seed == cut else "stop"
+
+    pipeline, requests = one_round(tmp_path, answer, prompt_style="completion")
+    reply = bootstrap_answer(next(r for r in requests if r.params.seed == cut))[0]
+    accepted = {task for task, _, _ in pipeline.bootstrap.machine}
+    assert len(accepted) == 4 * 7  # the other four replies, whole
+    assert not any(line.split(". ", 1)[-1] in accepted for line in ("9. " + reply).splitlines())
+    assert pipeline.bootstrap.dropped == {"cut-off-reply": 1}
+
+
+def test_a_round_judges_each_new_task_against_those_accepted_before_it(tmp_path):
+    first = "Compare the marab telek kinir solon vorus pelath."
+    near = "Compare the marab telek kinir solon vorus dunol."  # ROUGE-L 6/7 with the first
+    pipeline, _ = one_round(tmp_path, lambda r: (f"{first}\n10. {near}", "stop"), prompt_style="completion",
+                            batch_size=1)
+    assert [task for task, _, _ in pipeline.bootstrap.machine] == [first]
+    assert pipeline.bootstrap.dropped == {"similar": 1}
+
+
+def test_the_last_instance_of_a_cut_off_reply_is_dropped(tmp_path):
+    reply = "Example 1\nInput: 3, 1\nOutput: 1, 3\nExample 2\nInput: 9, 4\nOutput: 4, 9\nExample 3\nInput: 5, 2\nOutput: 2,"
+    record, _ = instances_for(tmp_path, "Sort the numbers in the list.", False, reply, finish="length")
+    assert record["instances"] == [{"input": "3, 1", "output": "1, 3"}, {"input": "9, 4", "output": "4, 9"}]
+    record, _ = instances_for(tmp_path, "Sort the numbers in the list.", False, reply)
+    assert len(record["instances"]) == 3
+
+
+def test_the_classification_prompt_shows_12_yes_and_19_no():
+    shown = si.render(si.PROMPTS, "classify.j2", chat=False, instruction="Sort the words.")
+    answers = re.findall(r"(?m)^Classification: (Yes|No)$", shown)
+    assert answers.count("Yes") == 12 and answers.count("No") == 19
+    assert shown.endswith("Task: Sort the words.\nClassification:")
+
+
+def test_classification_and_instance_requests_are_the_originals(tmp_path):
+    reply = "Example 1\nInput: 3, 1, 2\nOutput: 1, 2, 3\n"
+    record, requests = instances_for(tmp_path, "Sort the numbers in the list.", False, reply)
+    classify, instances = requests
+    assert (classify.params.temperature, classify.params.max_tokens, classify.params.stop) == (0.0, 3, ("\n", "Task"))
+    assert instances.prompt.startswith("Write examples for each task")  # input first
+    assert (instances.params.temperature, instances.params.presence_penalty, instances.params.max_tokens) == (0.0, 1.5, 350)
+    assert instances.params.stop == ("Example 6", "Task:")
+    assert record["instances"] == [{"input": "3, 1, 2", "output": "1, 2, 3"}] and not record["is_classification"]
+    record, requests = instances_for(tmp_path, "Is the number even or odd?", True, "Class label: Even\nInput: 4\n")
+    instances = requests[1]
+    assert "Class label:" in instances.prompt and instances.params.max_tokens == 300  # output first
+    assert instances.params.stop == ("Example 6", "Task:") and instances.params.presence_penalty == 1.5
+    assert record["instances"] == [{"input": "4", "output": "Even"}] and record["is_classification"]
 
 
 def test_the_built_in_seeds_and_seed_files(tmp_path):
@@ -166,8 +344,9 @@ def test_bootstrap_prompts_mix_seeds_and_machine_tasks(tmp_path):
 def test_chat_run_end_to_end(cli, tmp_path, monkeypatch, calls):
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--batch-size", "3")
     assert result.code == 0, result.err
-    assert "12 instructions made; 12 rows written" in result.out
+    made = re.search(r"12 instructions made; (\d+) rows written", result.out)
     data = datasets.load_dataset(str(out), split="train")
+    assert made and int(made.group(1)) == data.num_rows
     assert list(data.features)[:5] == list(SELF_INSTRUCT) and data.features["messages"] == SELF_INSTRUCT["messages"]
     rows = data.to_list()
     instructions = list(dict.fromkeys(r["instruction"] for r in rows))
@@ -202,7 +381,7 @@ def test_completion_style_and_included_seeds(cli, tmp_path, monkeypatch, calls):
     assert result.code == 0, result.err
     assert calls and all(c.messages is None for c in calls)
     boot = next(c for c in calls if "list of varied tasks" in c.prompt)
-    assert boot.prompt.endswith("\n9.") and "\n17" in boot.params.stop
+    assert boot.prompt.endswith("\n9.") and "\n16" in boot.params.stop
     instances = next(c for c in calls if c.prompt.startswith("Write examples for each task"))
     assert instances.prompt.endswith("\n") and instances.params.stop == ("Example 6", "Task:")
     rows = datasets.load_dataset(str(out), split="train").to_list()
@@ -216,7 +395,7 @@ def test_runs_are_reproducible_and_resume_from_the_cache(cli, tmp_path, monkeypa
     assert first.code == again.code == 0
     a = datasets.load_dataset(str(out), split="train").to_list()
     assert a == datasets.load_dataset(str(out_b), split="train").to_list()
-    other, out_c = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--seed", "4", name="c")
+    _, out_c = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--seed", "4", name="c")
     assert datasets.load_dataset(str(out_c), split="train").to_list() != a
 
 
@@ -293,7 +472,7 @@ def test_short_real_run_on_the_embedded_model(cli, tmp_path):
     if result.code == 0:
         assert "Traceback" not in result.err and not any(line.startswith("error:") for line in result.err.splitlines())
         rows = datasets.load_dataset(str(out), split="train").to_list()
-        assert rows and stats["splits"] == {"default/train": len(rows)}
+        assert rows and stats["splits"]["default/train"] == len(rows)
         assert all(isinstance(r["instruction"], str) and r["instruction"].strip() for r in rows)
         assert stats["items"]["failed"] == 0 and stats["items"]["done"] == stats["items"]["total"]
     else:

@@ -373,7 +373,7 @@ def test_trl_config_is_built_by_one_function_for_the_checks_and_the_run(tmp_path
     data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
     good = load_recipe(recipe(tmp_path, "sft", base_model, data), "sft", ["training.learning_rate='2e-5'"])
     args = stages.trl_args(good)
-    assert args.learning_rate == 2e-5 and args.assistant_only_loss is True and args.output_dir == str(tmp_path / "out-sft")
+    assert args.learning_rate == 2e-5 and args.assistant_only_loss is False and args.output_dir == str(tmp_path / "out-sft")
     built = []
     real = stages.trl_args
     monkeypatch.setattr(stages, "trl_args", lambda recipe, this_machine=True: built.append(this_machine) or real(recipe, this_machine))
@@ -444,7 +444,7 @@ def test_assistant_only_loss_refuses_a_template_without_markers(cli, tmp_path, b
     assert template.prepare(marked, "auto", True) == template.OWN
 
     data = write_jsonl(tmp_path / "sft.jsonl", dialogues())
-    config = recipe(tmp_path, "sft", model, data)
+    config = recipe(tmp_path, "sft", model, data, assistant_only_loss=True)
     for dry_run in (["--dry-run"], []):
         assert_one_line_error(cli("train", "sft", "--config", config, *dry_run), "assistant_only_loss needs a chat template",
                               "set chat_template: zephyr, or assistant_only_loss: false")
@@ -485,3 +485,113 @@ def test_shipped_sft_recipes_say_they_replace_the_template(cli, tmp_path):
         assert result.code == 0, result.err
         assert "chat template: Zephyr's (<|system|>/<|user|>/<|assistant|>), replacing the tokenizer's own if it has one; " \
                "set chat_template: auto to keep it" in result.err
+
+
+# --- the Zephyr recipes' data rules (issue 13, items 1 and 5) -------------------------------------
+
+def prepared(tmp_path, base_model, stage, rows, **extra):
+    """The trainer the run would build from a recipe (TRL's own data preparation done), without training."""
+    from distill.train import stages
+    from distill.train.recipe import load_recipe
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    data = write_jsonl(tmp_path / f"{stage}-data.jsonl", rows)
+    loaded = load_recipe(recipe(tmp_path, stage, base_model, data, **extra), stage, [])
+    checked = stages.preflight(loaded)
+    common = {"model": str(base_model), "args": checked.args, "train_dataset": checked.train_data,
+              "processing_class": checked.tokenizer}
+    if stage == "sft":
+        from trl import SFTTrainer
+
+        return SFTTrainer(**common), checked.tokenizer
+    return stages.dpo_trainer_class()(max_prompt_length=loaded.max_prompt_length, **common), checked.tokenizer
+
+
+def test_sft_loss_is_on_the_whole_dialogue_by_default(tmp_path, base_model):
+    trainer, tokenizer = prepared(tmp_path, base_model, "sft", dialogues(2), chat_template="zephyr")
+    row = trainer.train_dataset[0]
+    learned = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
+    assert "<|user|>" in learned and "question" in learned and "and then" in learned  # the user's turns too
+    assert "they evaporate" in learned
+
+
+def test_sft_text_is_bos_an_empty_system_turn_and_zephyrs_turns(tmp_path, base_model):
+    trainer, tokenizer = prepared(tmp_path, base_model, "sft", dialogues(1), chat_template="zephyr", empty_system_turn=True)
+    text = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
+    assert text.startswith("<s><|system|>\n</s>\n<|user|>\nquestion 0 about rivers</s>\n<|assistant|>\nrivers flow")
+    assert text.count("<s>") == 1
+    # The handbook's rule: no system turn is added for a template that has none.
+    model = with_template(base_model, tmp_path / "no-system", NO_MARKERS)
+    trainer, tokenizer = prepared(tmp_path / "b", model, "sft", dialogues(1), empty_system_turn=True)
+    assert tokenizer.decode(trainer.train_dataset[0]["input_ids"]).startswith("<|user|>\nquestion 0")
+
+
+def test_wrapped_packing_keeps_every_token_of_long_dialogues(tmp_path, base_model):
+    rows = dialogues(6)
+    for i, row in enumerate(rows):
+        row["messages"][1]["content"] = " ".join(["rivers flow to the sea"] * (4 + 6 * i))  # some longer than 64 tokens
+    whole, _ = prepared(tmp_path / "a", base_model, "sft", rows, chat_template="zephyr", training={"max_length": None})
+    tokens = sum(len(ids) for ids in whole.train_dataset["input_ids"])
+    assert max(len(ids) for ids in whole.train_dataset["input_ids"]) > 64
+    wrapped, _ = prepared(tmp_path / "b", base_model, "sft", rows, chat_template="zephyr",
+                          training={"max_length": 64, "packing": True, "packing_strategy": "wrapped"})
+    assert sum(len(ids) for ids in wrapped.train_dataset["input_ids"]) == tokens  # nothing cut away
+    assert max(len(ids) for ids in wrapped.train_dataset["input_ids"]) == 64
+    bfd, _ = prepared(tmp_path / "c", base_model, "sft", rows, chat_template="zephyr",
+                      training={"max_length": 64, "packing": True})  # TRL's default strategy truncates
+    assert sum(len(ids) for ids in bfd.train_dataset["input_ids"]) < tokens
+
+
+def test_truncate_pair_is_trl_0x_rule():
+    from distill.train.stages import truncate_pair
+
+    assert truncate_pair([1, 2, 3], [4], [5, 6], 10, 4) == ([1, 2, 3], [4], [5, 6])  # fits: untouched
+    assert truncate_pair(list(range(8)), [8, 9], [10], 6, 4) == ([4, 5, 6, 7], [8, 9], [10])  # the prompt's end kept
+    assert truncate_pair([1, 2], list(range(10)), [0], 6, 4) == ([1, 2], [0, 1], [0])  # then the answers cut to 6 - 4
+    assert truncate_pair(list(range(9)), list(range(9)), [1], 8, 3) == ([6, 7, 8], [0, 1, 2, 3, 4], [1])
+
+
+def test_dpo_max_prompt_length_keeps_the_prompts_end_instead_of_dropping_the_pair(tmp_path, base_model):
+    rows = pairs(4)
+    long_prompt = " ".join(f"mill {i}" for i in range(60))
+    for row in rows[:2]:
+        for column in ("chosen", "rejected"):
+            row[column][0]["content"] = long_prompt
+    trainer, tokenizer = prepared(tmp_path, base_model, "dpo", rows, chat_template="zephyr", max_prompt_length=16,
+                                  training={"beta": 0.1, "max_length": 48})
+    kept = trainer.train_dataset
+    assert kept.num_rows == 4  # TRL alone drops a pair whose prompt fills max_length
+    assert all(len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])) <= 48 for row in kept)
+    full = tokenizer.apply_chat_template([{"role": "user", "content": long_prompt}], add_generation_prompt=True,
+                                         return_dict=True)["input_ids"]
+    assert len(full) > 48
+    assert sorted(row["prompt_ids"] == full[-16:] for row in kept) == [False, False, True, True]  # its end, 16 tokens
+
+
+@pytest.mark.parametrize("stage, override, needle", [
+    ("sft", "max_prompt_length=64", "max_prompt_length is for dpo recipes"),
+    ("dpo", "max_prompt_length=96", "max_prompt_length 96 leaves no room for the answers within training.max_length 96"),
+    ("dpo", "training.max_prompt_length=64", "max_prompt_length at the top of the recipe"),
+])
+def test_max_prompt_length_errors_are_one_line(cli, tmp_path, base_model, stage, override, needle):
+    data = write_jsonl(tmp_path / "d.jsonl", dialogues() if stage == "sft" else pairs())
+    config = recipe(tmp_path, stage, base_model, data, **({"training": {"beta": 0.1}} if stage == "dpo" else {}))
+    assert_one_line_error(cli("train", stage, "--config", config, override, "--dry-run"), needle)
+
+
+def test_qlora_quantizes_as_the_handbook(monkeypatch):
+    import torch
+    import transformers
+
+    from distill.train import stages
+    from distill.train.recipe import PeftSpec, TrainingModel
+
+    seen = {}
+    monkeypatch.setattr(transformers, "BitsAndBytesConfig", lambda **kwargs: seen.setdefault("quantization", kwargs))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda name, **kwargs: seen.setdefault("load", kwargs))
+    monkeypatch.setattr(stages, "adapter_base", lambda spec: None)
+    stages.load_model(TrainingModel(name_or_path="base", dtype="bfloat16", attn_implementation="sdpa"), PeftSpec(method="qlora"))
+    # The handbook's get_quantization_config with its defaults: NF4, no nested quantization, compute in the model's dtype.
+    assert seen["quantization"] == {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": False,
+                                    "bnb_4bit_compute_dtype": torch.bfloat16}
+    assert seen["load"]["quantization_config"] is seen["quantization"]

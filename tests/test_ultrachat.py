@@ -9,8 +9,10 @@ import pytest
 import yaml
 from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
 
+from distill.errors import InputError
 from distill.parsing import list_items
 from distill.pipelines import ultrachat as uc
+from distill.prompting import names, render, word_list
 from distill.schemas import DIALOGUE, prompt_id
 from distill.testing.openai_server import LoopbackServer
 
@@ -23,6 +25,11 @@ def asked_for(prompt: str) -> int:
 def scripted(messages: list[dict]) -> str:
     """A teacher that follows the prompts: lists when asked for lists, answers, user turns."""
     last = messages[-1]["content"]
+    if "about the text below" in last and "numbered list" in last:
+        return "\n".join(f"{i}. Summarise part {i} of this text." for i in range(1, asked_for(last) + 1))
+    if "related to the question below" in last:
+        question = last.rsplit("Question: ", 1)[1].rstrip("?")
+        return "\n".join(f"{i}. {question}, follow-up {i}?" for i in range(1, asked_for(last) + 1))
     if "subtopic" in last and "numbered list" in last:
         topic = last.split('"')[1]
         return "\n".join(f"{i}. {topic} part {i}" for i in range(1, asked_for(last) + 1))
@@ -45,6 +52,14 @@ def fake_teacher(request):
     return scripted(list(request.messages))
 
 
+def recording(asked: list):
+    """The scripted teacher, keeping every request it was asked."""
+    def reply(request):
+        asked.append(list(request.messages))
+        return fake_teacher(request)
+    return reply
+
+
 @pytest.fixture
 def corpus(tmp_path):
     return write_jsonl(tmp_path / "corpus.jsonl", [{"text": f"Document {i}: the river runs past the mill."} for i in range(8)])
@@ -54,6 +69,19 @@ def run_fake(cli, tmp_path, monkeypatch, *args, reply=fake_teacher, name="run"):
     monkeypatch.setattr("distill.backends.fake.echo_reply", reply)
     out = tmp_path / name
     return cli("generate", "ultrachat", "--backend", "fake", "-o", out, "-q", *args), out
+
+
+def rows_of(out) -> list[dict]:
+    loaded = datasets.load_dataset(str(out))
+    return [row for name, split in loaded.items() if name.endswith("_sft") for row in split.to_list()]
+
+
+TEMPLATES = names("ultrachat", "materials")
+STYLES = word_list("ultrachat", "user_styles.txt")
+
+
+def plan(config, topics=("t1", "t2", "t3"), kinds=("poem", "email"), texts=tuple(f"text {i}" for i in range(20))):
+    return uc.plan_dialogues(config, list(topics), list(kinds), list(texts), TEMPLATES, STYLES)
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -73,20 +101,101 @@ def test_mix_and_rounds_parsing():
     assert sum(uc.allocate(7, {"world": 1 / 3, "creation": 1 / 3, "materials": 1 / 3}).values()) == 7
 
 
+def test_default_mix_is_a_third_each(tmp_path):
+    """The paper's sectors are about the same size; without a corpus there is no materials sector."""
+    third = 1 / 3
+    assert uc.UltraChatConfig(output=tmp_path, materials="c.jsonl").sectors == pytest.approx(
+        {"world": third, "creation": third, "materials": third})
+    assert uc.UltraChatConfig(output=tmp_path).sectors == {"world": 0.5, "creation": 0.5}
+    counts = Counter(p.sector for p in plan(uc.UltraChatConfig(output=tmp_path, num_dialogues=90, materials="c.jsonl")))
+    assert counts == {"world": 30, "creation": 30, "materials": 30}
+
+
 def test_plans_are_seeded_and_follow_the_mix(tmp_path):
     config = uc.UltraChatConfig(output=tmp_path, num_dialogues=200, materials="corpus.jsonl")
-    topics, kinds, texts, tasks = ["t1", "t2", "t3"], ["poem", "email"], ["a", "b"], ["summarize", "rewrite"]
-    plans = uc.plan_dialogues(config, topics, kinds, texts, tasks)
-    assert plans == uc.plan_dialogues(config, topics, kinds, texts, tasks)
-    assert Counter(p.sector for p in plans) == {"world": 100, "creation": 60, "materials": 40}
+    plans = plan(config)
+    assert plans == plan(config)
+    assert Counter(p.sector for p in plans) == {"world": 67, "creation": 67, "materials": 66}
     for p in plans:
         low, high = config.rounds(p.sector)
-        assert low <= p.rounds <= high
-    world = [(p.topic, p.index, p.question) for p in plans if p.sector == "world"]
+        assert low <= p.rounds <= high and p.style in STYLES
+    world = [(p.topic, p.slot) for p in plans if p.sector == "world"]
     assert len(set(world)) == len(world)  # no two dialogues open with the same question
+    creation = [(p.topic, p.slot) for p in plans if p.sector == "creation"]
+    assert len(set(creation)) == len(creation)
     assert {p.sector for p in plans[:20]} == {"world", "creation", "materials"}  # interleaved
-    other = uc.UltraChatConfig(output=tmp_path, num_dialogues=200, materials="corpus.jsonl", seed=1)
-    assert uc.plan_dialogues(other, topics, kinds, texts, tasks) != plans
+    assert plan(uc.UltraChatConfig(output=tmp_path, num_dialogues=200, materials="corpus.jsonl", seed=1)) != plans
+
+
+def test_world_openings_come_from_the_question_pool(tmp_path):
+    """Per meta-topic 30-50 subtopics, per subtopic 10 questions, per question 10 related questions;
+    the openings are drawn from all of them (the questions themselves and the related ones)."""
+    config = uc.UltraChatConfig(output=tmp_path, num_dialogues=3000, sectors="world=1")
+    counts = {topic: uc.subtopic_count(config, topic) for topic in ("t1", "t2", "t3")}
+    assert all(30 <= n <= 50 for n in counts.values()) and counts == {t: uc.subtopic_count(config, t) for t in counts}
+    plans = plan(config)
+    assert all(s < counts[p.topic] and 0 <= q < 10 and -1 <= r < 10 for p in plans for s, q, r in [p.slot])
+    related = sum(p.slot[2] >= 0 for p in plans) / len(plans)
+    assert 0.85 < related < 0.95  # 10 related questions for each question: 10 of every 11 openings
+    small = uc.UltraChatConfig(output=tmp_path, num_dialogues=12, sectors="world=1", subtopics=2,
+                               questions_per_subtopic=2, related_questions=2)
+    assert sorted(p.slot for p in plan(small, topics=["t1"])) == sorted(
+        (s, q, r) for s in range(2) for q in range(2) for r in (-1, 0, 1))
+    with pytest.raises(InputError, match="--related-questions"):
+        plan(small.model_copy(update={"num_dialogues": 13}), topics=["t1"])
+
+
+def test_world_questions_are_asked_level_by_level(cli, tmp_path, monkeypatch):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Rivers\n")
+    asked = []
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--sectors", "world=1", "--topics", topics,
+                           "--subtopics", "2", "--questions-per-subtopic", "2", "--related-questions", "2",
+                           "--world-rounds", "1", reply=recording(asked))
+    assert result.code == 0, result.err
+    lists = Counter(asked_for(m[-1]["content"]) for m in asked if "numbered list" in m[-1]["content"])
+    assert lists == {2: 1 + 2 + 4}  # one list of subtopics, 2 of questions, 4 of related questions, each of 2
+    prompts = sorted(r["prompt"] for r in rows_of(out))
+    assert len(set(prompts)) == 12
+    assert sum(", follow-up " in p for p in prompts) == 8  # 4 questions and 8 related questions open dialogues
+
+
+def test_creation_requests_come_from_a_pool_per_kind(tmp_path):
+    config = uc.UltraChatConfig(output=tmp_path, num_dialogues=2000, sectors="creation=1")
+    plans = plan(config, kinds=[f"kind {k}" for k in range(20)])
+    assert all(0 <= p.slot[0] < 200 for p in plans)  # 200 requests per kind of writing
+    assert max(p.slot[0] for p in plans) > 150
+    assert 0.77 < sum(p.detailed for p in plans) / len(plans) < 0.83  # 80% rewritten in more detail
+    big = plan(config.model_copy(update={"num_dialogues": 1000}), kinds=["poem"])
+    assert max(p.slot[0] for p in big) >= 200 and len({p.slot for p in big}) == 1000  # the pool grows when -n needs it
+
+
+def test_materials_openings_join_a_text_and_a_written_request(cli, tmp_path, monkeypatch):
+    """The teacher writes up to 5 requests about each text; a template joins the text and one of them."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": f"Text number {i} about mills."} for i in range(3)])
+    asked = []
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "materials=1", "--materials", corpus,
+                           "--materials-rounds", "1", reply=recording(asked))
+    assert result.code == 0, result.err
+    lists = [m[-1]["content"] for m in asked if "about the text below" in m[-1]["content"]]
+    assert len(lists) == 3 and all(text.startswith("Write 5 different requests") for text in lists)
+    rows = rows_of(out)
+    assert sorted(r["topic"] for r in rows) == ["text 0", "text 0", "text 1", "text 1", "text 2", "text 2"]
+    for row in rows:
+        number = int(row["topic"].split()[1])
+        assert f"Text number {number} about mills." in row["prompt"]
+        assert re.search(r"Summarise part [12] of this text\.", row["prompt"])  # each text's first and second request
+    assert len(TEMPLATES) == 7
+    for name in TEMPLATES:
+        joined = render("ultrachat", f"materials/{name}", text="THE TEXT", instruction="THE REQUEST")
+        assert "THE TEXT" in joined and "THE REQUEST" in joined
+    with pytest.raises(InputError, match="--material-questions"):
+        plan(uc.UltraChatConfig(output=tmp_path, num_dialogues=16, sectors="materials=1", materials="c"), texts=["a", "b", "c"])
+
+
+def test_built_in_lists_have_the_papers_sizes():
+    assert len(word_list("ultrachat", "meta_topics.txt")) == 30
+    assert len(word_list("ultrachat", "creation_kinds.txt")) == 20
 
 
 def test_list_parsing():
@@ -106,11 +215,11 @@ def test_pipeline_makes_ultrachat_200k_rows(cli, tmp_path, monkeypatch, corpus):
                            "--world-rounds", "2-3", "--creation-rounds", "2-2", "--materials-rounds", "1-2")
     assert result.code == 0, result.err
     loaded = datasets.load_dataset(str(out))
-    assert set(loaded) == {"train_sft", "test_sft"} and (loaded["train_sft"].num_rows, loaded["test_sft"].num_rows) == (16, 4)
+    assert {"train_sft", "test_sft"} <= set(loaded) and (loaded["train_sft"].num_rows, loaded["test_sft"].num_rows) == (16, 4)
     assert list(loaded["train_sft"].features)[:3] == list(DIALOGUE)
     assert loaded["train_sft"].features["messages"] == DIALOGUE["messages"]
     rows = loaded["train_sft"].to_list() + loaded["test_sft"].to_list()
-    assert Counter(r["sector"] for r in rows) == {"world": 10, "creation": 6, "materials": 4}
+    assert Counter(r["sector"] for r in rows) == {"world": 7, "creation": 7, "materials": 6}
     for row in rows:
         messages = row["messages"]
         assert row["prompt"] == messages[0]["content"] and row["prompt_id"] == prompt_id(row["prompt"])
@@ -126,7 +235,8 @@ def test_pipeline_makes_ultrachat_200k_rows(cli, tmp_path, monkeypatch, corpus):
     creation = [r for r in rows if r["sector"] == "creation"]
     assert all(r["prompt"].startswith("Please write a ") for r in creation)
     materials = [r for r in rows if r["sector"] == "materials"]
-    assert all("the river runs past the mill" in r["prompt"] for r in materials)
+    assert all("the river runs past the mill" in r["prompt"] and "Summarise part" in r["prompt"] for r in materials)
+    assert len({r["topic"] for r in materials}) == 6  # six texts, each opened once
     stats = json.loads((out / "stats.json").read_text())
     assert stats["postprocess"]["recased_turns"] > 0 and stats["postprocess"]["stop_reasons"] == {"completed": 20}
     card = (out / "README.md").read_text()
@@ -177,7 +287,7 @@ def test_degenerate_turns_stop_and_post_processing_drops(cli, tmp_path, monkeypa
     topics = tmp_path / "topics.txt"
     topics.write_text("Rivers\n")
     result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "8", "--sectors", "world=1", "--topics", topics,
-                           "--subtopics", "1", "--world-rounds", "3", "--max-new-tokens", "100", "--min-turns", "2",
+                           "--subtopics", "1", "--questions-per-subtopic", "8", "--related-questions", "0", "--world-rounds", "3", "--max-new-tokens", "100", "--min-turns", "2",
                            reply=degenerate)
     assert result.code == 0, result.err
     records = {point(json.loads(line)["prompt"]): json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()}
@@ -195,6 +305,69 @@ def test_degenerate_turns_stop_and_post_processing_drops(cli, tmp_path, monkeypa
     assert {f["name"]: f["removed"] for f in stats["filters"]} == {"no-opening": 0, "assistant-disclaimer": 1, "min-turns": 4}
     assert stats["postprocess"]["stop_reasons"] == {"user_as_assistant": 1, "empty_turn": 1, "repeated_turn": 1,
                                                     "truncated": 1, "completed": 4}
+
+
+def test_user_turn_prompt_follows_the_sector(cli, tmp_path, monkeypatch, corpus):
+    """The simulated user is a separate request: a kind of user drawn per dialogue as its system prompt,
+    the dialogue so far, then (after it) the sector's goal and what to write."""
+    asked = []
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "12", "--materials", corpus, "--world-rounds", "2",
+                           "--creation-rounds", "2", "--materials-rounds", "2", reply=recording(asked))
+    assert result.code == 0, result.err
+    goals = {"world": "ask a follow-up question", "creation": "What you want from this conversation is a piece of writing",
+             "materials": "The conversation is about a text you shared"}
+    users = [m for m in asked if m[-1]["content"].startswith("Here is the conversation so far")]
+    assert len(users) == 12  # one user turn per two-round dialogue
+    by_opening = {r["prompt"]: r["sector"] for r in rows_of(out)}
+    styles = set()
+    for messages in users:
+        system, turn = messages[0]["content"], messages[-1]["content"]
+        assert system.startswith("You play a human user") and len(messages) == 2
+        styles |= {style for style in STYLES if style in system}
+        sector = next(sector for opening, sector in by_opening.items() if f"User: {opening}" in turn)
+        assert goals[sector] in turn and turn.index(goals[sector]) > turn.index("Assistant: ")
+        assert not any(goal in turn for other, goal in goals.items() if other != sector)
+    assert len(styles) > 1  # kinds of user vary between dialogues
+
+
+def test_polite_sentences_are_removed_from_user_turns(cli, tmp_path, monkeypatch):
+    polite = uc.patterns(uc.UltraChatConfig(output=tmp_path).polite_patterns)
+    assert uc.strip_polite("Thank you so much for the information! Can you tell me more?", polite) == "Can you tell me more?"
+    assert uc.strip_polite("That's really helpful. I appreciate it. Now write a poem.", polite) == "Now write a poem."
+    assert uc.strip_polite("Thanks for that, but why?", polite) == "Thanks for that, but why?"  # never a question
+    assert uc.strip_polite("Great, thanks!", polite) == ""
+
+    def thankful(request):
+        last = request.messages[-1]["content"]
+        if last.startswith("Here is the conversation so far"):
+            return "Thanks! That's helpful." if "point 2?" in last else "Thank you. Why is that?"
+        return fake_teacher(request)
+
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Rivers\n")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "2", "--sectors", "world=1", "--topics", topics,
+                           "--subtopics", "1", "--questions-per-subtopic", "2", "--related-questions", "0",
+                           "--world-rounds", "2", reply=thankful)
+    assert result.code == 0, result.err
+    records = {r["prompt"][-8:]: r for r in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
+    assert records["point 1?"]["messages"][2]["content"] == "Why is that?"
+    assert records["point 2?"]["stop_reason"] == "only_thanks" and records["point 2?"]["num_turns"] == 1
+
+
+def test_truecasing_capitalises_every_sentence_start():
+    """ultrachat_200k truecased sentences starting in lower case ("Hello. how are you?"), not only a turn's first letter."""
+    assert uc.truecase("Hello. how are you? fine! thanks") == ("Hello. How are you? Fine! Thanks", 3)
+    assert uc.truecase("hello there.\n\nnext paragraph") == ("Hello there.\n\nNext paragraph", 2)
+    kept = ["Use e.g. the mill. Then stop.", "Wait... what?", "iPhone sales grew.", "Run it. `x. y` stays.",
+            "Done.\n```\nfoo. bar\n```", "Visit it. example.com is down.", "Already Fine. All Good."]
+    for text in kept:
+        assert uc.truecase(text) == (text, 0), text
+    records = [{"prompt": "q", "messages": [{"role": "user", "content": "q. and more"}, {"role": "assistant", "content": "a. b"}],
+                "sector": "world", "topic": "t", "num_turns": 1, "stop_reason": "completed", "assistant_model": "m",
+                "user_model": "m"}]
+    rows, _, notes = uc.postprocess(records, uc.UltraChatConfig(output="x"))
+    assert [m["content"] for m in rows[0]["messages"]] == ["Q. And more", "A. B"] and rows[0]["prompt"] == "Q. And more"
+    assert notes["recased_turns"] == 2 and notes["recased_sentences"] == 4
 
 
 def test_config_file_and_flags(cli, tmp_path, monkeypatch):
@@ -216,7 +389,12 @@ def test_config_file_and_flags(cli, tmp_path, monkeypatch):
     (["--materials", "missing.jsonl"], "does not exist"),
     (["--disclaimer-patterns", "(unclosed"], "regular expression"),
     (["--topics", "absent.txt"], "does not exist"),
-], ids=["unknown-sector", "materials-without-corpus", "bad-rounds", "zero", "missing-corpus", "bad-regex", "missing-topics"])
+    (["--subtopics", "50-30"], "--subtopics"),
+    (["--polite-patterns", "(unclosed"], "regular expression"),
+    (["-n", "100", "--sectors", "world=1", "--subtopics", "1", "--questions-per-subtopic", "1", "--related-questions", "2"],
+     "--related-questions"),
+], ids=["unknown-sector", "materials-without-corpus", "bad-rounds", "zero", "missing-corpus", "bad-regex", "missing-topics",
+        "bad-subtopics", "bad-polite-regex", "pool-too-small"])
 def test_bad_options(cli, tmp_path, monkeypatch, args, needle):
     result, out = run_fake(cli, tmp_path, monkeypatch, *args)
     assert_one_line_error(result, needle)
@@ -226,7 +404,8 @@ def test_bad_options(cli, tmp_path, monkeypatch, args, needle):
 def test_own_topics_file(cli, tmp_path, monkeypatch):
     topics = tmp_path / "topics.txt"
     topics.write_text("Beekeeping\nOrigami\n")
-    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "world=1", "--topics", topics, "--world-rounds", "1")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "6", "--sectors", "world=1", "--topics", topics, "--world-rounds", "1",
+                           "--subtopics", "1", "--questions-per-subtopic", "3", "--related-questions", "0")
     assert result.code == 0, result.err
     assert {r["topic"] for r in datasets.load_dataset(str(out), split="train_sft")} == {"Beekeeping", "Origami"}
 
@@ -256,9 +435,10 @@ def test_dialogues_advance_independently(cli, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 6 and "SLOW" in records[-1]["prompt"]  # finished last
     assert all(r["num_turns"] == 3 for r in records)
-    # Every fast dialogue went through all its 5 requests while the slow one waited on its first.
+    # Every fast dialogue went through all its 6 requests (its text's list of requests, 3 answers, 2 user
+    # turns) while the slow one waited on its first two.
     slow_second = next(i for i, text in enumerate(arrivals) if "SLOW" in text and text.startswith("Here is the conversation"))
-    assert len(arrivals) == 30 and slow_second >= 25
+    assert len(arrivals) == 36 and slow_second >= 32
 
 
 def test_killed_run_resumes_mid_dialogue_and_makes_the_same_dialogues(tmp_path):

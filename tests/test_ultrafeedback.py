@@ -2,6 +2,8 @@
 
 import json
 import re
+from collections import Counter, defaultdict
+from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -76,7 +78,7 @@ def test_pool_judge_and_binarized_pairs(cli, tmp_path, monkeypatch, prompts):
     result, out = rate(cli, tmp_path, monkeypatch, prompts, "--test-size", "0.2")
     assert result.code == 0, result.err
     loaded = datasets.load_dataset(str(out))
-    assert set(loaded) == {"train_prefs", "test_prefs", "train_sft", "test_sft"}
+    assert set(loaded) == {"train_prefs", "test_prefs", "train_sft", "test_sft", "train_gen", "test_gen"}
     assert loaded["train_prefs"].num_rows == 8 and loaded["test_prefs"].num_rows == 2
     assert list(loaded["train_prefs"].features)[:7] == list(PREFERENCE)
     for name, feature in PREFERENCE.items():
@@ -91,10 +93,12 @@ def test_pool_judge_and_binarized_pairs(cli, tmp_path, monkeypatch, prompts):
     for record in records(out):
         models = [c["model"] for c in record["completions"]]
         assert len(set(models)) == 4 and set(models) <= set(POOL.split(","))
-        assert record["principle"] in uf.PRINCIPLES
-        assert all(c["system_prompt"] in uf.word_list("ultrafeedback", f"principles/{record['principle']}.txt")
-                   for c in record["completions"])
-        for aspect, result in record["aspects"].items():
+        for c in record["completions"]:
+            assert c["principle"] in uf.PRINCIPLES
+            assert c["system_prompt"] in uf.word_list("ultrafeedback", f"principles/{c['principle']}.txt")
+        # The original's four aspects, each rated in one judge call for all four answers.
+        assert list(record["aspects"]) == ["instruction_following", "honesty", "truthfulness", "helpfulness"]
+        for result in record["aspects"].values():
             assert sorted(result["order"]) == [0, 1, 2, 3]
             # Ratings map back from shown positions to the right completions.
             assert [r["rating"] for r in result["ratings"]] == [quality(c["response"]) for c in record["completions"]]
@@ -120,8 +124,120 @@ def test_principles_per_source(cli, tmp_path, monkeypatch, prompts):
     config.write_text("principles_by_source:\n  flan: {honesty: 1}\n  sharegpt: {verbalized_calibration: 1}\n")
     result, out = rate(cli, tmp_path, monkeypatch, prompts, "--config", config, "--source-column", "source")
     assert result.code == 0, result.err
-    by_source = {(r["source"], r["principle"]) for r in records(out)}
+    by_source = {(r["source"], c["principle"]) for r in records(out) for c in r["completions"]}
     assert by_source == {("flan", "honesty"), ("sharegpt", "verbalized_calibration")}
+
+
+def test_a_principle_is_drawn_for_each_completion_from_its_sources_mix(cli, tmp_path, monkeypatch):
+    """The original drew a principle for each model's answer, with a mix per prompt source; the
+    input's `source` column picks the mix without being named."""
+    sources = ["evol_instruct", "truthful_qa", "flan_v2_cot", "sharegpt", "a_source_of_mine"]
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"Question {i}: how do tides work?", "source": sources[i % 5]}
+                                                 for i in range(30)])
+    result, out = rate(cli, tmp_path, monkeypatch, prompts)
+    assert result.code == 0, result.err
+    by_source: dict[str, set] = defaultdict(set)
+    mixed = 0
+    for record in records(out):
+        principles = [c["principle"] for c in record["completions"]]
+        by_source[record["source"]].update(principles)
+        mixed += len(set(principles)) > 1
+    assert by_source["evol_instruct"] == {"helpfulness"}
+    assert {"truthfulness", "honesty"} <= by_source["truthful_qa"] <= {"truthfulness", "honesty", "verbalized_calibration"}
+    assert by_source["flan_v2_cot"] <= {"helpfulness", "verbalized_calibration"}
+    assert {"helpfulness", "truthfulness"} <= by_source["sharegpt"] and {"helpfulness"} < by_source["a_source_of_mine"]
+    assert mixed > 5  # the answers to one prompt have principles of their own
+
+
+ORIGINAL_MIXES = {  # OpenBMB/UltraFeedback, src/comparison_data_generation/main.py; honesty turns calibration 1 in 10
+    "sharegpt": {"helpfulness": 3 / 5, "truthfulness": 1 / 5, "honesty": 0.9 / 5, "verbalized_calibration": 0.1 / 5},
+    "ultrachat": {"helpfulness": 3 / 5, "truthfulness": 1 / 5, "honesty": 0.9 / 5, "verbalized_calibration": 0.1 / 5},
+    "flan": {"helpfulness": 4 / 5, "verbalized_calibration": 1 / 5},
+    "flan_v2_niv2": {"helpfulness": 4 / 5, "verbalized_calibration": 1 / 5},
+    "evol_instruct": {"helpfulness": 1.0},
+    "truthful_qa": {"honesty": 0.9 / 2, "truthfulness": 1 / 2, "verbalized_calibration": 0.1 / 2},
+    "false_qa": {"honesty": 0.9 / 2, "truthfulness": 1 / 2, "verbalized_calibration": 0.1 / 2},
+}
+
+
+def test_the_principle_mixes_are_the_originals():
+    """Drawn many times, each source's principles come out in the original's proportions; a prompt
+    of no listed source gets the general chat mix."""
+    config = uf.UltraFeedbackConfig(input="x", output="y", models=POOL)
+    method = uf.UltraFeedback(config, SimpleNamespace(model="judge"))
+    draws = 4000
+    for source, expected in {**ORIGINAL_MIXES, None: ORIGINAL_MIXES["sharegpt"], "elsewhere": ORIGINAL_MIXES["sharegpt"]}.items():
+        counts = Counter(method.principle(f"prompt {i}", source, "m1")[0] for i in range(draws))
+        for name in uf.PRINCIPLES:
+            assert abs(counts[name] / draws - expected.get(name, 0)) < 0.03, (source, name, counts)
+
+
+def test_as_many_system_prompts_per_principle_as_the_original():
+    """main.py has eleven phrasings of helpfulness, honesty and truthfulness, and one of
+    verbalized calibration; distill's are its own words, as many."""
+    counts = {p: len(uf.word_list("ultrafeedback", f"principles/{p}.txt")) for p in uf.PRINCIPLES}
+    assert counts == {"helpfulness": 11, "honesty": 11, "truthfulness": 11, "verbalized_calibration": 1}
+
+
+def test_the_truthfulness_judge_sees_the_reference_answers(cli, tmp_path, monkeypatch):
+    """As the original's truthfulness annotation had "world knowledge": TruthfulQA's correct and
+    incorrect answers, and FalseQA's false premise; prompts without references get no block."""
+    prompts = write_jsonl(tmp_path / "p.jsonl", [
+        {"prompt": "Question 0: what happens if you swallow gum?", "source": "truthful_qa",
+         "correct_answers": ["It passes through you", "Nothing much"], "incorrect_answers": ["It stays for seven years"]},
+        {"prompt": "Question 1: why is the sun cold?", "source": "false_qa", "correct_answers": ["None"],
+         "incorrect_answers": ["None"]},
+        {"prompt": "Question 2: how do rivers form?", "source": "sharegpt", "correct_answers": ["None"],
+         "incorrect_answers": ["None"]},
+    ])
+    shown: dict[tuple[str, str], str] = {}
+
+    def judge(request):
+        prompt = request.messages[-1]["content"]
+        if prompt.startswith("You are judging"):
+            aspect = next(a for a in ("truthfulness", "honesty", "helpful", "follows") if a in prompt.split("\n")[0])
+            shown[(prompt.split("Instruction:\n")[1][:10], aspect)] = prompt
+        return teacher()(request)
+
+    result, out = rate(cli, tmp_path, monkeypatch, prompts, reply=judge)
+    assert result.code == 0, result.err
+    assert len(shown) == 12
+    truthful = shown[("Question 0", "truthfulness")]
+    assert "Answers known to be correct: It passes through you / Nothing much" in truthful
+    assert "Answers known to be wrong: It stays for seven years" in truthful and "false premise" not in truthful
+    false_premise = shown[("Question 1", "truthfulness")]
+    assert "The question rests on a false premise." in false_premise and "Answers known" not in false_premise
+    assert not [key for key, prompt in shown.items() if "Reference knowledge" in prompt and key[1] != "truthfulness"]
+    assert not [key for key, prompt in shown.items() if "Reference knowledge" in prompt and key[0] == "Question 2"]
+    assert {r["prompt"][:10]: r.get("references") for r in records(out)}["Question 0"]["incorrect"] == ["It stays for seven years"]
+
+
+def test_sampling_is_the_originals(cli, tmp_path, monkeypatch, prompts):
+    """Answers at temperature 1, top-p 1, 1024 tokens; the judge at temperature 0, top-p 0.6, 500
+    tokens per aspect and 1024 per critique, as the original annotated; the critique knows the
+    principle the answer was given."""
+    asked = []
+
+    def recorded(request):
+        asked.append(request)
+        return teacher()(request)
+
+    result, out = rate(cli, tmp_path, monkeypatch, prompts, "-n", "2", "--critique", reply=recorded)
+    assert result.code == 0, result.err
+    kinds = defaultdict(list)
+    for request in asked:
+        first = request.messages[-1]["content"]
+        kinds["judge" if first.startswith("You are judging") else "critique" if first.startswith("You are a demanding")
+              else "answer"].append(request)
+    settings = {kind: {(r.params.temperature, r.params.top_p, r.params.max_tokens) for r in found}
+                for kind, found in kinds.items()}
+    assert settings == {"answer": {(1.0, 1.0, 1024)}, "judge": {(0.0, 0.6, 500)}, "critique": {(0.0, 0.6, 1024)}}
+    assert len(kinds["answer"]) == len(kinds["judge"]) == len(kinds["critique"]) == 8
+    assert all(r.messages[0]["role"] == "system" and "rate each one separately" in r.messages[0]["content"]
+               for r in kinds["judge"])
+    systems = {c["system_prompt"] for record in records(out) for c in record["completions"]}
+    notes = {r.messages[-1]["content"].split("The student was also told: ")[1].split("\n")[0] for r in kinds["critique"]}
+    assert notes == systems
 
 
 def test_honesty_may_be_not_applicable(cli, tmp_path, monkeypatch, prompts):
@@ -175,24 +291,38 @@ def test_swap_debiasing_shows_and_evens_out_position_bias(cli, tmp_path, monkeyp
         assert row["chosen_model"] == "m5"
 
 
-def test_ties_are_dropped_unless_kept(cli, tmp_path, monkeypatch, prompts):
+def test_ties_are_kept_unless_dropped(cli, tmp_path, monkeypatch, prompts):
+    """As ultrafeedback_binarized was built, rejected is any other answer, even one that scores
+    as high as chosen; --drop-ties draws it from the lower-scored answers only."""
     flat = teacher(rate=lambda text, position: 3)
-    result, out = rate(cli, tmp_path, monkeypatch, prompts, reply=flat)
-    assert_one_line_error(result, "survived post-processing", "completions/")
+    kept, out = rate(cli, tmp_path, monkeypatch, prompts, reply=flat)
+    assert kept.code == 0, kept.err
+    assert all(r["score_chosen"] == r["score_rejected"] == 3 for r in datasets.load_dataset(str(out), split="train_prefs"))
+    assert "rejected may score as high as chosen" in (out / "README.md").read_text()
+    dropped = rate(cli, tmp_path, monkeypatch, prompts, "--drop-ties", reply=flat)[0]
+    assert_one_line_error(dropped, "survived post-processing", "completions/")
     stats = json.loads((out / "stats.json").read_text())
-    assert {f["name"]: f["removed"] for f in stats["filters"]}["ties between chosen and rejected"] == 10
+    assert {f["name"]: f["removed"] for f in stats["filters"]}["no answer scored below the best (--drop-ties)"] == 10
     # What was paid for is exported all the same: every completion with its ratings.
     assert len(datasets.load_dataset(str(out), "completions", split="train")) == 40
     assert not (out / "data").exists()
-    kept = rate(cli, tmp_path, monkeypatch, prompts, "--keep-ties", reply=flat)[0]
-    assert kept.code == 0, kept.err
-    assert all(r["score_chosen"] == r["score_rejected"] == 3 for r in datasets.load_dataset(str(out), split="train_prefs"))
+    # Two answers tie for best (m4 and m5 both read as 4): --drop-ties rejects a lower one.
+    capped = teacher(rate=lambda text, position: min(4, quality(text)))
+    lower, out = rate(cli, tmp_path, monkeypatch, prompts, "--drop-ties", reply=capped, name="capped")
+    assert lower.code == 0, lower.err
+    pairs = datasets.load_dataset(str(out), split="train_prefs").to_list()
+    assert len(pairs) == 10 and all(r["score_rejected"] < r["score_chosen"] for r in pairs)
+    tied = [r for r in records(out) if {"m4", "m5"} <= {c["model"] for c in r["completions"]}]
+    assert tied  # the case above did happen
 
 
 def test_binarize_again_without_asking_any_model(cli, tmp_path, monkeypatch, prompts):
     result, out = rate(cli, tmp_path, monkeypatch, prompts, "--critique")
     assert result.code == 0, result.err
     cached = len(RequestCache(out / "cache.sqlite"))
+    # The card says which rule made the pairs: by default the Zephyr paper's mean of the aspects.
+    assert "the mean of its aspect ratings, N/A left out (`--score mean`: the rule the Zephyr paper states)" in (
+        out / "README.md").read_text()
 
     def no_model(request):
         raise AssertionError("binarize must not call a model")
@@ -209,6 +339,9 @@ def test_binarize_again_without_asking_any_model(cli, tmp_path, monkeypatch, pro
     overall = cli("binarize", out, "--score", "overall")
     assert overall.code == 0, overall.err
     assert {r["score_chosen"] for r in datasets.load_dataset(str(out), split="train_prefs")} <= {2.0 * q for q in range(1, 6)}
+    # ... or the card's: the critique's overall score, as the script of ultrafeedback_binarized had it.
+    assert "the critique's overall score (`--score overall`: the rule of the script that built " \
+           "HuggingFaceH4/ultrafeedback_binarized)" in (out / "README.md").read_text()
     helpfulness = cli("binarize", out, "--score", "helpfulness", "--test-size", "3")
     assert helpfulness.code == 0 and datasets.load_dataset(str(out), split="test_prefs").num_rows == 3
     assert len(RequestCache(out / "cache.sqlite")) == cached
@@ -219,7 +352,8 @@ def test_binarize_again_without_asking_any_model(cli, tmp_path, monkeypatch, pro
 
 def test_critique_scores_1_and_10_stay_themselves(cli, tmp_path, monkeypatch, prompts):
     extremes = teacher(critique=lambda answer: 10 if "quality=5" in answer else 1)
-    result, out = rate(cli, tmp_path, monkeypatch, prompts, "--critique", "--score", "overall", reply=extremes)
+    result, out = rate(cli, tmp_path, monkeypatch, prompts, "--critique", "--score", "overall", "--models", "m2,m3,m4,m5",
+                       reply=extremes)
     assert result.code == 0, result.err
     for record in records(out):
         for completion, critique in zip(record["completions"], record["critiques"]):
@@ -233,9 +367,10 @@ def test_critique_scores_1_and_10_stay_themselves(cli, tmp_path, monkeypatch, pr
     (["--score", "overall"], "--critique"),
     (["--principles", "kindness=1"], "kindness"),
     (["--source-column", "origin"], "'origin'"),
-], ids=["small-pool", "overall-needs-critique", "unknown-principle", "missing-source-column"])
+    (["--reference-column", "answers"], "'answers'"),
+], ids=["small-pool", "overall-needs-critique", "unknown-principle", "missing-source-column", "missing-reference-column"])
 def test_bad_options(cli, tmp_path, monkeypatch, prompts, args, needle):
-    result, out = rate(cli, tmp_path, monkeypatch, prompts, *args)
+    result, _ = rate(cli, tmp_path, monkeypatch, prompts, *args)
     assert_one_line_error(result, needle)
 
 

@@ -52,7 +52,7 @@ def zephyr(cli, monkeypatch, out, *args):
 
 def cpu_training(base_model):
     return ["--base-model", base_model, *[f for o in CPU for f in ("--sft", o)], *[f for o in CPU for f in ("--dpo", o)],
-            "--dpo", "training.beta=0.1"]
+            "--dpo", "training.beta=0.1", "--dpo", "max_prompt_length=64"]
 
 
 def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path, monkeypatch, base_model):

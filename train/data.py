@@ -3,6 +3,9 @@
 SFT takes the `messages` column; DPO takes `chosen` and `rejected` (whose conversations
 carry the prompt). Every other column is dropped: TRL 1.x reads a `prompt` column as
 prompt-completion data, and the Zephyr datasets' string `prompt` would break it.
+
+With `empty_system`, a conversation that does not open with a system turn gets an empty one,
+as the alignment-handbook's `apply_chat_template` did (auto_insert_empty_system_msg).
 """
 
 from __future__ import annotations
@@ -33,7 +36,15 @@ def on_hub(spec: DatasetSpec) -> bool:
     return _is_hub_id(spec.path)
 
 
-def load_training_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=None) -> list[dict[str, Any]]:
+EMPTY_SYSTEM = {"role": "system", "content": ""}
+
+
+def with_empty_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    return messages if messages and messages[0]["role"] == "system" else [dict(EMPTY_SYSTEM), *messages]
+
+
+def load_training_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=None,
+                       empty_system: bool = False) -> list[dict[str, Any]]:
     splits = load_splits(spec.path, spec.subset, spec.revision)
     split = spec.split or next((s for s in (default_splits or DEFAULT_SPLITS[stage]) if s in splits), None)
     rows = pick_split(splits, spec.path, split)
@@ -49,13 +60,15 @@ def load_training_rows(spec: DatasetSpec, stage: str, seed: int, default_splits=
                 raise InputError(f"dataset {spec.path} ({split}), row {index + 1}: {column!r} is not a list of {{role, content}}")
     if spec.fraction < 1:
         rows = random.Random(f"{seed}:{spec.path}:{split}").sample(rows, max(1, round(spec.fraction * len(rows))))
+    if empty_system:
+        return [{c: with_empty_system(row[c]) for c in columns} for row in rows]
     return [{c: row[c] for c in columns} for row in rows]
 
 
-def mix(specs: list[DatasetSpec], stage: str, seed: int, default_splits=None):
+def mix(specs: list[DatasetSpec], stage: str, seed: int, default_splits=None, empty_system: bool = False):
     """One shuffled `datasets.Dataset` of every spec's rows."""
     import datasets
 
-    rows = [row for spec in specs for row in load_training_rows(spec, stage, seed, default_splits)]
+    rows = [row for spec in specs for row in load_training_rows(spec, stage, seed, default_splits, empty_system)]
     random.Random(seed).shuffle(rows)
     return datasets.Dataset.from_list(rows)

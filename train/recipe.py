@@ -29,6 +29,7 @@ RENAMED = {
     "torch_dtype": "model.dtype",
     "warmup_ratio": "warmup_steps (a float below 1 is a ratio)",
     "gradient_checkpointing": "activation_checkpointing",
+    "max_prompt_length": "max_prompt_length at the top of the recipe (TRL 1.x dropped it; distill applies it)",
 }
 
 
@@ -66,7 +67,15 @@ class Recipe(Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     eval_datasets: list[DatasetSpec] = Field(default_factory=list)
     chat_template: Literal["auto", "zephyr"] = "auto"  # auto: the tokenizer's, else Zephyr's
-    assistant_only_loss: bool = True  # SFT: loss on the assistant's tokens only
+    # SFT: loss on the assistant's tokens only. Off: the loss is on the whole dialogue, as the
+    # Zephyr recipes trained (TRL's default too).
+    assistant_only_loss: bool = False
+    # An empty system turn before every conversation that has none, when the chat template has
+    # system turns: the handbook's auto_insert_empty_system_msg.
+    empty_system_turn: bool = False
+    # DPO: when prompt + the longer answer pass training.max_length, keep the prompt's last
+    # max_prompt_length tokens, then cut the answers to max_length - max_prompt_length (TRL 0.x).
+    max_prompt_length: int | None = Field(None, ge=1)
     peft: PeftSpec = Field(default_factory=PeftSpec)
     ref_model: str | None = None  # DPO: an explicit reference model (default: the starting model)
     global_batch_size: int | None = Field(None, ge=1)  # kept when GPUs or the per-device batch change
@@ -226,6 +235,7 @@ def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe
             raise ConfigError(f"recipe key {key!r} is gone in TRL 1.x: use {RENAMED[key]!r}")
     recipe = validate_config(Recipe, {**values, "stage": stage})
     training_values(recipe)
+    check_prompt_length(recipe)
     if recipe.push_to_hub:
         from distill.hub import check_repo_id
 
@@ -235,6 +245,22 @@ def load_recipe(path: Path | None, stage: Stage, overrides: list[str]) -> Recipe
     if recipe.peft.method == "qlora":
         _need_gpu_for_qlora()
     return recipe
+
+
+def check_prompt_length(recipe: Recipe) -> None:
+    """max_prompt_length is DPO's, and leaves room for the answers within max_length."""
+    if recipe.max_prompt_length is None:
+        return
+    if recipe.stage != "dpo":
+        raise ConfigError("max_prompt_length is for dpo recipes (sft has only max_length)")
+    max_length = training_values(recipe).get("max_length", _trl_default(recipe, "max_length"))
+    if max_length is None or recipe.max_prompt_length >= max_length:
+        raise ConfigError(f"max_prompt_length {recipe.max_prompt_length} leaves no room for the answers within "
+                          f"training.max_length {max_length}: make it smaller than max_length")
+
+
+def _trl_default(recipe: Recipe, key: str) -> Any:
+    return {f.name: f.default for f in dataclasses.fields(recipe.trl_config_class())}[key]
 
 
 def _need_gpu_for_qlora() -> None:

@@ -10,6 +10,9 @@ runs it too (offline), and a real run runs it before writing anything.
 A starting model that is itself a LoRA adapter (the output of a LoRA/QLoRA dSFT, say) is
 merged into its base first, so that training and DPO's implicit reference model start
 from the dSFT model, not from the bare base.
+
+DPO's `max_prompt_length` (gone from TRL 1.x) is applied here, after TRL tokenized the pairs:
+see `PromptLengthDPOTrainer`.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def load_model(spec: TrainingModel, peft: PeftSpec):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
+            # As the handbook's get_quantization_config: NF4, bf16 compute, no nested quantization.
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype=torch.bfloat16
         )
     base = adapter_base(spec)
     if base is None:
@@ -215,6 +219,8 @@ def preflight(recipe: Recipe, dry_run: bool = False, in_process: bool = True) ->
         if checked.template in template.NOTICE:
             checked.notes.append(template.NOTICE[checked.template])
         checked.tokenizer = tokenizer
+    # The handbook's rule: an empty system turn only where the template has system turns.
+    system = recipe.empty_system_turn and (tokenizer is None or template.has_system_turn(tokenizer.chat_template))
     evals = EVAL_SPLITS[recipe.stage]
     if dry_run:
         for kind, specs, splits in (("train", recipe.datasets, None), ("eval", recipe.eval_datasets, evals)):
@@ -222,10 +228,11 @@ def preflight(recipe: Recipe, dry_run: bool = False, in_process: bool = True) ->
                 if data.on_hub(spec):
                     hub_datasets.append(f"{spec.path} ({kind})")
                 else:
-                    data.load_training_rows(spec, recipe.stage, recipe.seed, splits)
+                    data.load_training_rows(spec, recipe.stage, recipe.seed, splits, system)
     else:
-        checked.train_data = data.mix(recipe.datasets, recipe.stage, recipe.seed)
-        checked.eval_data = data.mix(recipe.eval_datasets, recipe.stage, recipe.seed, evals) if recipe.eval_datasets else None
+        checked.train_data = data.mix(recipe.datasets, recipe.stage, recipe.seed, empty_system=system)
+        checked.eval_data = (data.mix(recipe.eval_datasets, recipe.stage, recipe.seed, evals, system)
+                             if recipe.eval_datasets else None)
     if hub_datasets:
         unchecked.append(f"the Hub dataset{'s' * (len(hub_datasets) > 1)} (no such local path) {', '.join(hub_datasets)}")
     if unchecked:
@@ -247,10 +254,8 @@ def train(recipe: Recipe, checked: Preflight | None = None) -> dict[str, Any]:
 
         trainer = SFTTrainer(**common)
     else:
-        from trl import DPOTrainer
-
         ref = load_model(recipe.model.model_copy(update={"name_or_path": recipe.ref_model}), recipe.peft) if recipe.ref_model else None
-        trainer = DPOTrainer(ref_model=ref, **common)
+        trainer = dpo_trainer_class()(ref_model=ref, max_prompt_length=recipe.max_prompt_length, **common)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(recipe.output_dir))
     metrics = dict(result.metrics)
     if eval_data is not None:
@@ -268,6 +273,51 @@ def train(recipe: Recipe, checked: Preflight | None = None) -> dict[str, Any]:
 
             push_model(recipe.output_dir, recipe.hub_model_id)
     return metrics
+
+
+def truncate_pair(prompt: list[int], chosen: list[int], rejected: list[int], max_length: int,
+                  max_prompt_length: int) -> tuple[list[int], list[int], list[int]]:
+    """TRL 0.x's DPO truncation, which the Zephyr recipes trained with (max_prompt_length 512 within
+    max_length 1024): when the prompt and the longer answer pass max_length, keep the prompt's last
+    max_prompt_length tokens (its truncation_mode "keep_end"); if that is still too long, cut both
+    answers to max_length - max_prompt_length."""
+    longer = max(len(chosen), len(rejected))
+    if len(prompt) + longer > max_length:
+        prompt = prompt[-max_prompt_length:]
+        if len(prompt) + longer > max_length:
+            chosen, rejected = chosen[:max_length - max_prompt_length], rejected[:max_length - max_prompt_length]
+    return prompt, chosen, rejected
+
+
+def dpo_trainer_class():
+    """TRL's DPOTrainer, with the recipe's max_prompt_length applied to the tokenized pairs."""
+    from trl import DPOTrainer
+
+    class PromptLengthDPOTrainer(DPOTrainer):
+        def __init__(self, *args, max_prompt_length: int | None = None, **kwargs):
+            self._max_prompt_length = max_prompt_length  # read by _prepare_dataset, which __init__ calls
+            super().__init__(*args, **kwargs)
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if self._max_prompt_length is None or args.max_length is None:
+                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            max_length = args.max_length
+            # TRL would drop every pair whose prompt alone fills max_length; the rule here keeps
+            # them (with the prompt's end), so TRL's own length rules wait until it has run.
+            args.max_length = None
+            try:
+                dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            finally:
+                args.max_length = max_length
+
+            def cut(row):
+                prompt, chosen, rejected = truncate_pair(row["prompt_ids"], row["chosen_ids"], row["rejected_ids"],
+                                                         max_length, self._max_prompt_length)
+                return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
+
+            return dataset.map(cut, desc=f"Truncating {dataset_name} prompts to max_prompt_length")
+
+    return PromptLengthDPOTrainer
 
 
 def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged: bool = False,

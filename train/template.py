@@ -3,6 +3,10 @@
 TRL computes an assistant-only loss from `{% generation %}` markers in the template;
 the Zephyr template here has them. Replacing a tokenizer's own template is never silent:
 `prepare` says what it did, the run prints it and the model card records it.
+
+The Zephyr template starts with the tokenizer's BOS token: the handbook tokenized the rendered
+text with the tokenizer's special tokens (Mistral's `<s>` first), while TRL 1.x tokenizes a
+conversation with the template alone and adds nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from distill.errors import ConfigError
 
 # <|system|>, <|user|>, <|assistant|> turns, each ended by the eos token, as Zephyr.
 ZEPHYR_TEMPLATE = (
+    "{% if bos_token %}{{ bos_token }}{% endif %}"
     "{% for message in messages %}"
     "{{ '<|' + message['role'] + '|>\\n' }}"
     "{% if message['role'] == 'assistant' %}"
@@ -45,6 +50,13 @@ def _default(chat_template) -> str | None:
     if isinstance(chat_template, dict):
         return chat_template.get("default")
     return chat_template
+
+
+def has_system_turn(chat_template) -> bool:
+    """Whether the template renders system turns: the handbook's test before it added an empty one
+    (Zephyr's here renders every role, naming none)."""
+    template = _default(chat_template)
+    return bool(template) and (template == ZEPHYR_TEMPLATE or "system" in template or "<|im_start|>" in template)
 
 
 def has_markers(chat_template) -> bool:

@@ -5,7 +5,7 @@ a plain prompt or chat messages, the wording of the prompts in prompts/) and ans
 like an obliging teacher would: numbered lists where a list is asked, a JSON object that
 follows the schema, CAMEL's "Instruction:/Input:" and "Solution: ... Next request." turns,
 the simulated UltraChat user's next question, Self-Instruct's task lists, Yes/No and
-instances, a judge's ratings and critiques, and a plain answer otherwise (tagged
+instances, Alpaca's whole tasks, a judge's ratings and critiques, and a plain answer otherwise (tagged
 "[fake 1a2b3c4d]", as the old echo was).
 
 A reply is a function of the request alone: its words are drawn by a random generator
@@ -213,6 +213,10 @@ def _list_item(kind: str, w: Words, text: str) -> str:
         material = found.group(1) if found else "short piece"
         reader = w.rng.choice(OCCUPATIONS).lower()
         return f"Write {_a(material)} about the {t()} for {_a(reader)} who loves {_s(n())}, in {_a(a())} tone."
+    if kind == "instruction":  # UltraChat's requests about a text of the materials corpus
+        return w.rng.choice([f"Summarise what the text says about the {t()}.", f"What does the text suggest about the {n()}?",
+                             f"Rewrite the part about the {t()} for {_a(a())} reader.",
+                             f"Continue the text with a paragraph on the {n()}."])
     if kind == "role":
         return f"{a().capitalize()} {w.rng.choice(OCCUPATIONS)}"
     if kind == "task":
@@ -289,6 +293,21 @@ def _instances_input_first(view: View, w: Words, key: str) -> str:
         return f"Output: {w.prose(1, 2)}\n"
     examples = w.rng.randint(1, 3)
     return "".join(f"Example {i}\nInput: {w.sentence()}\nOutput: {w.prose(1, 2)}\n" for i in range(1, examples + 1))
+
+
+def _alpaca_tasks(view: View, w: Words, key: str) -> str:
+    """Alpaca's list of whole tasks, continued in its "###" blocks up to the length it names
+    (the request's stop sequences then cut it where the last number begins, as they do a model)."""
+    numbers = [int(n) for n in re.findall(r"(?m)^(\d+)\. Instruction:", view.text)]
+    first = max(numbers) + (1 if view.chat else 0)  # a plain prompt ends with the first new "N. Instruction:"
+    named = re.search(r"\blist of (\d+)\b", view.text)
+    total = int(named.group(1)) if named else 20
+    blocks = []
+    for number, instruction in enumerate(_distinct(w.instruction, max(1, total - first + 1)), first):
+        given = w.sentence() if w.rng.random() < 0.6 else "<noinput>"
+        head = f" {instruction}" if number == first and not view.chat else f"{number}. Instruction: {instruction}"
+        blocks.append(f"{head}\n{number}. Input:\n{given}\n{number}. Output:\n{w.prose(1, 2)}\n")
+    return "###\n".join(blocks) + "###\n"
 
 
 def _digest(text: str) -> str:
@@ -375,6 +394,7 @@ SHAPES: list[tuple[str, Callable[[View], bool], Callable[[View, Words, str], str
     ("instances_output_first", lambda v: _has(r"^Class label:", v.text) and _has(r"^Task:", v.text), _instances_output_first),
     ("instances_input_first", lambda v: _has(r"^Example 1\s*$", v.text) and _has(r"^Output:", v.text) and _has(r"^Task:", v.text),
      _instances_input_first),
+    ("alpaca_tasks", lambda v: _has(r"^\d+\. Instruction:", v.text) and _has(r"<noinput>", v.text), _alpaca_tasks),
     ("task_list_chat", lambda v: v.chat and _has(r"\bnumbered \d+ to \d+\b", v.text), _task_list_chat),
     ("task_list_completion", lambda v: not v.chat and re.search(r"(?:^|\n)\d+\.[ \t]*$", v.text) is not None,
      _task_list_completion),

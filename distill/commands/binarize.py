@@ -21,7 +21,9 @@ def _binarize() -> click.Command:
               *config_options(UltraFeedbackConfig, include=BINARIZATION, toggle=True)]
     return click.Command("binarize", params=params, callback=callback, help=(
         "Binarize the ratings of a `distill rate ultrafeedback` run again with other options, without calling any "
-        "model. Options not given keep the run's values (the defaults shown are those of a new run)."))
+        "model: --score mean (the Zephyr paper's rule) or overall (the critique's score, the rule of the script that "
+        "built ultrafeedback_binarized; needs a run made with --critique). Options not given keep the run's values "
+        "(the defaults shown are those of a new run); the dataset card says which rule made the pairs."))
 
 
 binarize = _binarize()
