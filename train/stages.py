@@ -7,6 +7,9 @@
 `preflight` is everything a run checks before its first step; `distill train --dry-run`
 runs it too (offline), and a real run runs it before writing anything.
 
+A starting model that is an embedded model's name or a GGUF file is de-quantized once into a
+cached safetensors folder (`gguf.py`), which is what loads.
+
 A starting model that is itself a LoRA adapter (the output of a LoRA/QLoRA dSFT, say) is
 merged into its base first, so that training and DPO's implicit reference model start
 from the dSFT model, not from the bare base.
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import ConfigError, InputError
-from distill.train import data, template
+from distill.train import data, gguf, template
 from distill.train.recipe import PeftSpec, Recipe, TrainingModel
 
 EVAL_SPLITS = {"sft": ("test_sft", "test"), "dpo": ("test_prefs", "test")}
@@ -39,8 +42,16 @@ def attention(spec: TrainingModel) -> str:
     return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
 
 
+def weights(spec: TrainingModel) -> str:
+    """What the model loads from: its Hub id or folder, or the de-quantized folder of a GGUF (made now if need be)."""
+    path = gguf.gguf_file(spec.name_or_path)
+    return str(gguf.dequantized_folder(path)) if path else spec.name_or_path
+
+
 def adapter_base(spec: TrainingModel) -> str | None:
     """The base model of `spec` when it names a LoRA adapter rather than a whole model, else None."""
+    if gguf.gguf_file(spec.name_or_path):
+        return None
     from transformers.utils import find_adapter_config_file
 
     found = find_adapter_config_file(spec.name_or_path, revision=spec.revision)
@@ -63,7 +74,7 @@ def load_model(spec: TrainingModel, peft: PeftSpec):
         )
     base = adapter_base(spec)
     if base is None:
-        return AutoModelForCausalLM.from_pretrained(spec.name_or_path, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(weights(spec), **kwargs)
     from peft import PeftModel
 
     kwargs["revision"] = None  # the revision named is the adapter's
@@ -181,8 +192,14 @@ def _tokenizer(recipe: Recipe, offline: bool):
     from transformers import AutoTokenizer
 
     spec = recipe.model
+    source = spec.name_or_path
+    path = gguf.gguf_file(source)
+    if path is not None:  # a dry run converts nothing: the tokenizer is checked once the GGUF is de-quantized
+        if offline and not gguf.cached_folder(path).is_dir():
+            return None
+        source = str(gguf.dequantized_folder(path))
     try:
-        return AutoTokenizer.from_pretrained(spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+        return AutoTokenizer.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
                                              local_files_only=offline)
     except (OSError, ValueError) as err:
         if offline:
@@ -208,9 +225,15 @@ def preflight(recipe: Recipe, dry_run: bool = False, in_process: bool = True) ->
 
         hub.hub_api()
     unchecked, hub_datasets = [], []
+    start = gguf.gguf_file(recipe.model.name_or_path)
+    if start is not None:
+        name, folder = f"{recipe.model.name_or_path} ({gguf.quantization(start)} GGUF)", gguf.cached_folder(start)
+        checked.notes.append(f"starts from {name}, de-quantized before into {folder}" if folder.is_dir() else
+                             f"de-quantizes {name} once into {folder}; later runs reuse it")
     tokenizer = _tokenizer(recipe, offline=dry_run)
     if tokenizer is None:
-        unchecked.append(f"the tokenizer of {recipe.model.name_or_path} (no local folder, not in the Hub cache)")
+        why = "read from the GGUF when it is de-quantized" if start else "no local folder, not in the Hub cache"
+        unchecked.append(f"the tokenizer of {recipe.model.name_or_path} ({why})")
         if recipe.chat_template == "zephyr":
             checked.notes.append(f"chat template: {template.ZEPHYR}, replacing the tokenizer's own if it has one; "
                                  "set chat_template: auto to keep it")
@@ -329,6 +352,7 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged:
     from distill.card import cell, public_input, public_value
 
     text = resources.files("distill.train").joinpath("model_card.md.j2").read_text(encoding="utf-8")
+    start = gguf.gguf_file(recipe.model.name_or_path)
     card = jinja2.Template(text, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True).render(
         recipe=recipe,
         stage={"sft": "supervised fine-tuning (dSFT)", "dpo": "direct preference optimisation (dDPO)"}[recipe.stage],
@@ -340,5 +364,6 @@ def write_model_card(recipe: Recipe, metrics: dict[str, Any], rows: int, merged:
         metrics={k: cell(v) for k, v in metrics.items()},
         datasets=[cell(public_value(d.model_dump(exclude_defaults=True))) for d in recipe.datasets],
         base_model=public_input(str(recipe.model.name_or_path)),  # a Hub id, or a local folder's name only
+        dequantized=gguf.quantization(start) if start else None,  # the GGUF's quantization, when it started from one
     )
     (Path(recipe.output_dir) / "README.md").write_text(card, encoding="utf-8")
