@@ -122,7 +122,7 @@ def public_value(value: Any) -> Any:
     """A setting as a card may show it: model names and file names only, never a local path,
     an endpoint or the name of a key's variable."""
     if isinstance(value, dict) and "model" in value and set(value) <= SPEC_KEYS:
-        return value["model"]  # a model spec
+        return public_input(value["model"])  # a model spec: its name, or a GGUF/folder's file name
     if isinstance(value, dict):
         return {k: public_value(v) for k, v in value.items() if k not in ("base_url", "api_key_env")}
     if isinstance(value, (list, tuple)):
@@ -132,7 +132,7 @@ def public_value(value: Any) -> Any:
     if isinstance(value, str):
         return "(an endpoint)" if "://" in value else public_input(value)
     if hasattr(value, "model") and hasattr(value, "base_url"):  # a ModelSpec
-        return value.model
+        return public_input(value.model)
     return value
 
 

@@ -88,6 +88,7 @@ def method_command(declared) -> click.Command:
         "binarize": "distill.commands.binarize:binarize",
         "filter": "distill.commands.filter:filter",
         "merge": "distill.commands.merge:merge",
+        "models": "distill.commands.models:models",
         "push": "distill.commands.push:push",
         "stats": "distill.commands.stats:stats",
         "train": "distill.commands.train:train",

@@ -41,7 +41,7 @@ def cli(short: str | None = None, *, show: str | None = None, repeat: bool = Fal
     if yaml_only:
         extra["yaml_only"] = True
     return extra
-BackendName = Literal["llamacpp", "openai", "vllm", "fake"]  # the one list of backends
+BackendName = Literal["llamacpp", "openai", "vllm", "transformers", "fake"]  # the one list of backends
 BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
 
 
@@ -62,17 +62,19 @@ class EngineConfig(BaseModel):
                         "distill wrote there).")
     backend: BackendName | None = Field(
         None, description="llamacpp: embedded CPU model, for demos and tests; openai: any OpenAI-compatible server; "
-        "vllm: in-process on GPUs; fake: no model, replies shaped as each prompt asks (offline dry runs).",
+        "vllm: in-process on GPUs; transformers: a local HF model folder in-process (CPU or GPU), batched; fake: no "
+        "model, replies shaped as each prompt asks (offline dry runs).",
         json_schema_extra=cli(show="openai if an endpoint is set, else llamacpp"))
-    model: str | None = Field(None, description="Model name; for llamacpp a .gguf path.",
-                              json_schema_extra=cli(show="llamacpp: the embedded Gemma 3 270M base model"))
+    model: str | None = Field(None, description="Model name; for llamacpp an embedded model's name (`distill models`) "
+                              "or a .gguf path; for transformers a local model folder.",
+                              json_schema_extra=cli(show="llamacpp: the method's embedded model, see `distill models`"))
     base_url: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoint; repeat to spread requests "
                                 "over several.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key of the run's own "
                              "endpoints (a MODEL@URL gets only the key its #KEY_ENV names).")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model.")
     n_ctx: int = Field(4096, ge=256, description="llamacpp: context length.")
-    n_threads: int | None = Field(None, ge=1, description="llamacpp: CPU threads.", json_schema_extra=cli(show="all"))
+    n_threads: int | None = Field(None, ge=1, description="llamacpp, transformers: CPU threads.", json_schema_extra=cli(show="all"))
     concurrency: int = Field(64, ge=1, description="Requests in flight at once.")
     rpm: float | None = Field(None, gt=0, description="Requests-per-minute limit.")
     tpm: float | None = Field(None, gt=0, description="Tokens-per-minute limit.")

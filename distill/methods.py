@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from distill.card import MethodCard
+from distill.embedded import INSTRUCT
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class GenerationMethod:
     prompts: str | None = None  # its folder in prompts/
     paper: str | None = None
     paper_url: str | None = None
+    # The embedded model (distill.embedded) the llamacpp backend loads when no --model names one:
+    # the instruct model for chat pipelines; completion-style bootstraps declare the base model.
+    embedded_default: str = INSTRUCT
 
     @property
     def group(self) -> str:

@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from distill.backends import choose_backend
 from distill.client import Client
 from distill.config import EngineConfig, cli
+from distill.embedded import BASE
 from distill.errors import InputError, RequestRejected
 from distill.export import Built, split_dataset
 from distill.generation import execute
@@ -312,6 +313,7 @@ METHOD = GenerationMethod(
     title="Alpaca",
     paper="Taori et al. 2023, Stanford Alpaca: An Instruction-following LLaMA model",
     paper_url="https://github.com/tatsu-lab/stanford_alpaca",
+    embedded_default=BASE,  # the completion-style prompt, as Alpaca asked base text-davinci-003
     description=(
         "Tasks written by the teacher in batches, the Stanford Alpaca way: each request showed three "
         "human-written seed tasks (instruction, input, output) as the start of a list of twenty and "

@@ -42,6 +42,7 @@ from pydantic import Field, field_validator, model_validator
 from distill.backends import choose_backend
 from distill.client import Client
 from distill.config import EngineConfig, cli
+from distill.embedded import BASE
 from distill.errors import InputError, RequestRejected
 from distill.export import Built, split_dataset
 from distill.generation import execute
@@ -520,6 +521,7 @@ METHOD = GenerationMethod(
     title="Self-Instruct",
     paper="Wang et al. 2023, Self-Instruct: Aligning Language Models with Self-Generated Instructions",
     paper_url="https://arxiv.org/abs/2212.10560",
+    embedded_default=BASE,  # completion-style prompts, as the paper used base GPT-3
     description=(
         "Instructions bootstrapped from a small set of human-written seed tasks: each prompt shows "
         "tasks from the seeds and from what the model already wrote and asks for more; a new "

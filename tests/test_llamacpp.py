@@ -1,4 +1,5 @@
-"""The embedded default backend: a real end-to-end run through llama.cpp and Gemma 3 270M."""
+"""The embedded backend: real end-to-end runs through llama.cpp, SmolLM2-135M-Instruct (the chat
+pipelines' default) and Gemma 3 270M (base)."""
 
 import asyncio
 import json
@@ -12,6 +13,7 @@ import pytest
 from conftest import read_dataset, start_distill, write_jsonl
 
 from distill.backends.llamacpp import LLAMA_RANDOM_SEED, render_transcript, request_seed
+from distill.embedded import BASE, INSTRUCT
 from distill.request import Request, SamplingParams
 
 pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
@@ -24,7 +26,7 @@ COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 def backend():
     from distill.backends.llamacpp import LlamaCppBackend
 
-    backend = LlamaCppBackend()
+    backend = LlamaCppBackend(BASE)
     yield backend
     asyncio.run(backend.aclose())
 
@@ -59,7 +61,7 @@ def test_embedded_default_answers_end_to_end(cli, tmp_path):
     rows = read_dataset(out)
     assert len(rows) == 2
     for row in rows:
-        assert row["model"] == "gemma-3-270m-q4_k_m.gguf"
+        assert row["model"] == INSTRUCT  # the chat pipelines' embedded default, by name
         assert row["finish_reason"] in ("stop", "length")
         assert 0 < row["completion_tokens"] <= 16 and row["prompt_tokens"] > 5
         assert "\nUser:" not in row["response"]
@@ -78,6 +80,7 @@ def test_text_mode_and_a_gguf_path(cli, tmp_path):
     assert result.code == 0, result.err
     (row,) = read_dataset(tmp_path / "run")
     assert row["prompt"] == "The three primary colors are" and row["completion_tokens"] > 0
+    assert row["model"] == "gemma-3-270m-q4_k_m.gguf"  # a path is named by its file, never the local path
 
 
 def test_a_missing_or_broken_gguf_is_one_line(cli, tmp_path):
@@ -133,7 +136,7 @@ def test_request_seeds():
 def test_a_cancelled_request_and_closing_stop_the_generation_between_tokens():
     from distill.backends.llamacpp import LlamaCppBackend, Stopped
 
-    backend = LlamaCppBackend()
+    backend = LlamaCppBackend(BASE)  # a base model keeps counting
     llm = backend.llm
     counting = Request.text(backend.model, COUNTING, SamplingParams(temperature=0, max_tokens=400))
     prompt_tokens = len(llm.tokenize(COUNTING.encode()))

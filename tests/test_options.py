@@ -70,5 +70,5 @@ def test_the_backend_list_is_written_once():
     sources = [p for folder in ("distill", "pipelines", "filters", "train") for p in (root / folder).rglob("*.py")]
     spelled = [p for p in sources if re.search(r"""["']llamacpp["'],\s*["']openai["']""", p.read_text())]
     assert [p.relative_to(root).as_posix() for p in spelled] == ["distill/config.py"]
-    assert BACKENDS == ("llamacpp", "openai", "vllm", "fake")
+    assert BACKENDS == ("llamacpp", "openai", "vllm", "transformers", "fake")
     assert EngineConfig.model_fields["backend"].annotation is not None and InputConfig.model_fields["input"].description

@@ -585,7 +585,7 @@ def check_server(ctx: Ctx, name: str, key: str | None = None) -> None:
 def check_quickstart(ctx: Ctx) -> None:
     check_rows(ctx, "runs/ultrachat", "train_sft")
     stats = json.loads(ctx.path("runs/ultrachat/stats.json").read_text())
-    assert stats["models"] == ["gemma-3-270m-q4_k_m.gguf"], stats["models"]
+    assert stats["models"] == ["gemma3-270m"], stats["models"]
     card = ctx.path("runs/ultrachat/README.md").read_text()
     assert card.startswith("---") and "train_sft" in card
     import datasets  # the README: `datasets.load_dataset("runs/ultrachat")` loads it as it is

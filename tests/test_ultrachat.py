@@ -476,7 +476,7 @@ def test_short_real_run_on_the_embedded_model(cli, tmp_path):
                  "-o", out, "-q")
     # A 270M base model may or may not give a usable dialogue: the run must end cleanly either way.
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["items"]["done"] == 2 and stats["models"] == ["gemma-3-270m-q4_k_m.gguf"]
+    assert stats["items"]["done"] == 2 and stats["models"] == ["gemma3-270m"]
     assert sum(stats["postprocess"]["stop_reasons"].values()) == 2
     if result.code == 0:
         assert datasets.load_dataset(str(out), split="train_sft").num_rows >= 1

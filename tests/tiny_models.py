@@ -27,3 +27,30 @@ def build_tiny_model(folder: Path, corpus: list[str], chat_template: str | None 
     )
     MistralForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+def build_tiny_list_writer(folder: Path, steps: int = 150) -> Path:
+    """A tiny chat model trained for seconds to answer with numbered lists of questions, so that
+    pipelines which parse lists (UltraChat's openings) go past their first request on it."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rng = random.Random(0)
+    questions = ["What is the history of tea?", "How do cats sleep at night?", "Why is the sky blue?",
+                 "Where do rivers begin?", "Who wrote the first poem?", "When did people first cook bread?"]
+    texts = [f"<|user|>\nWrite a list about {word}.</s>\n<|assistant|>\n"
+             + "\n".join(f"{i + 1}. {q}" for i, q in enumerate(rng.sample(questions, 3))) + "</s>"
+             for word in ["tea", "cats", "rivers", "poems"] * 20]
+    torch.manual_seed(0)  # the model's initial weights
+    build_tiny_model(folder, texts + questions * 10)
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        batch = tokenizer(rng.sample(texts, 8), return_tensors="pt", padding=True)
+        model(**batch, labels=batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder)
+    return folder

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from distill.backends.base import Backend, PermanentError, TransientError
 from distill.backends.router import ModelSpec, Router
 from distill.config import EngineConfig
 from distill.errors import ConfigError
 
-__all__ = ["Backend", "PermanentError", "TransientError", "check_models_have_a_place", "choose_backend", "make_backend",
-           "route"]
+__all__ = ["Backend", "PermanentError", "TransientError", "check_models_have_a_place", "choose_backend",
+           "embedded_default", "make_backend", "route"]
 
 
 def choose_backend(config: EngineConfig) -> str:
@@ -24,14 +25,38 @@ def choose_backend(config: EngineConfig) -> str:
 
 
 def check_models_have_a_place(config: EngineConfig, models: dict[str, ModelSpec | None]) -> None:
-    """The llamacpp backend serves the one model of --model: every other model an option
-    names (`models`: flag -> spec) needs a place of its own (MODEL@URL or BACKEND:MODEL)."""
-    if choose_backend(config) != "llamacpp":
+    """The in-process backends load files: llamacpp GGUF models, transformers model folders.
+    Every other model an option names (`models`: flag -> spec) needs a place of its own
+    (MODEL@URL or BACKEND:MODEL)."""
+    backend = choose_backend(config)
+    loads = {"llamacpp": (_gguf, "embedded models (`distill models`) and .gguf files"),
+             "transformers": (_folder, "local model folders")}.get(backend)
+    if loads is None:
         return
-    homeless = [flag for flag, spec in models.items() if spec is not None and not spec.own_backend]
+    loadable, what = loads
+    homeless = [flag for flag, spec in models.items() if spec is not None and not spec.own_backend and not loadable(spec.model)]
     if homeless:
-        raise ConfigError(f"the llamacpp backend serves the one model of --model: {', '.join(homeless)} "
-                          "need an endpoint (MODEL@URL) or a backend (BACKEND:MODEL)")
+        raise ConfigError(f"the {backend} backend loads {what}: "
+                          f"{', '.join(homeless)} need an endpoint (MODEL@URL) or a backend (BACKEND:MODEL)")
+
+
+def _folder(model: str) -> bool:
+    return Path(model).expanduser().is_dir()
+
+
+def _gguf(model: str) -> bool:
+    """Whether the llamacpp backend can load it: an embedded model's name or a .gguf file."""
+    from distill.embedded import embedded_model
+
+    return embedded_model(model) is not None or model.lower().endswith(".gguf")
+
+
+def embedded_default(config: EngineConfig) -> str:
+    """The embedded model a run of this config's method loads when no --model names one."""
+    from distill.embedded import INSTRUCT
+    from distill.methods import methods
+
+    return next((m.embedded_default for m in methods().values() if type(config) is m.config), INSTRUCT)
 
 
 def make_backend(config: EngineConfig) -> Backend:
@@ -41,7 +66,7 @@ def make_backend(config: EngineConfig) -> Backend:
     if name == "llamacpp":
         from distill.backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(config.model, n_ctx=config.n_ctx, n_threads=config.n_threads)
+        return LlamaCppBackend(config.model or embedded_default(config), n_ctx=config.n_ctx, n_threads=config.n_threads)
     if name == "fake":
         from distill.backends.fake import FakeBackend
 
@@ -59,6 +84,10 @@ def make_backend(config: EngineConfig) -> Backend:
         from distill.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(config.model, tensor_parallel_size=config.tensor_parallel_size)
+    if name == "transformers":
+        from distill.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(config.model, n_threads=config.n_threads)
     raise ConfigError(f"unknown backend {name!r}")
 
 
@@ -89,7 +118,8 @@ def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[s
             if seen.setdefault(spec.model, place) != place:
                 raise ConfigError(f"model {spec.model!r} is named twice with different backends or endpoints")
             kinds[spec.model] = place[0]
-            if (place == run_place and key_env in (None, config.api_key_env)) or spec.model in routes:
+            if spec.model in routes or (place == run_place and key_env in (None, config.api_key_env)
+                                        and not _another_loaded_model(default, place, spec.model)):
                 continue  # the run's own backend serves it (the run's endpoint has the run's key)
             # One backend per place and key: what it learns of its endpoints (answered before,
             # the structured-output form it takes) holds for every model served there.
@@ -104,3 +134,16 @@ def route(config: EngineConfig, specs: list[ModelSpec]) -> tuple[Backend, dict[s
         asyncio.run(Router(default, routes).aclose())
         raise
     return (Router(default, routes) if routes else default), kinds
+
+
+def _another_loaded_model(default: Backend, place: tuple, model: str) -> bool:
+    """Whether `model` names another file than the one the run's in-process backend loaded (a
+    GGUF for llamacpp, a folder for transformers): such a backend serves one model, so another
+    needs a backend of its own. (On llamacpp any other name only labels samples of the loaded model.)"""
+    from distill.backends.llamacpp import LlamaCppBackend, locate
+
+    if place[0] == "transformers" and _folder(model):
+        return Path(model).expanduser().resolve() != Path(default.model_id()).expanduser().resolve()
+    if place[0] != "llamacpp" or not isinstance(default, LlamaCppBackend) or not _gguf(model):
+        return False
+    return locate(model).resolve() != default.path.resolve()

