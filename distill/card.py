@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from distill.export import DatasetConfig, Written, card_configs
+from distill.export import DatasetConfig, Written, card_configs, dataset_rows
 
 # Stands in for the repository id until `distill push` knows it.
 REPO_PLACEHOLDER = "YOUR_ORG/YOUR_DATASET"
@@ -55,8 +55,7 @@ def render_card(
     notes: list[str] = (),
     local_path: str | None = None,
 ) -> str:
-    main = configs[0]  # its *_gen splits repeat its rows
-    total_rows = sum(w.rows for w in written if w.config == main.name and main.folder_of(w.split) == main.folder)
+    total_rows = sum(dataset_rows(configs, written).values())
     info = [
         {
             "config_name": c.name,

@@ -72,6 +72,13 @@ class Written:
     bytes: int = 0
 
 
+def dataset_rows(configs: list["DatasetConfig"], written: list[Written]) -> dict[str, int]:
+    """Rows per split of the dataset itself: the first config's splits, without the `*_gen`
+    splits that repeat its rows (they sit in gen/)."""
+    main = configs[0]
+    return {w.split: w.rows for w in written if w.config == main.name and main.folder_of(w.split) == main.folder}
+
+
 def train_test_split(
     rows: list[dict[str, Any]], test_size: float | None, seed: int, group: str = "prompt_id"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -24,7 +24,7 @@ from distill.card import MethodCard, public_input, public_value, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import PLAN_DIGESTS, EngineConfig
 from distill.errors import DistillError, StoppedEarly
-from distill.export import Built, DatasetConfig, write_configs
+from distill.export import Built, DatasetConfig, dataset_rows, write_configs
 from distill.items import INPUT_HASH, Outcome, current, run_items
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
@@ -264,9 +264,7 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: MethodCard, 
         kept = ", ".join(f"{c.folder}/" for c in configs)
         raise DistillError(f"no row of the dataset survived post-processing (see {run.path / 'stats.json'}); "
                            f"what was generated is written in {run.path}/{kept}")
-    main = configs[0]  # the closing line counts the dataset itself, not its *_gen splits in gen/
-    return Exported(run.path, {w.split: w.rows for w in written
-                               if w.config == main.name and main.folder_of(w.split) == main.folder},
+    return Exported(run.path, dataset_rows(configs, written),  # the closing line counts the data, not gen/
                     {f["name"]: f["removed"] for f in built.filters if f.get("removed")})
 
 

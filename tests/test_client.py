@@ -51,32 +51,15 @@ def test_identical_requests_in_flight_are_sent_once(tmp_path):
     assert len(backend.calls) == 1 and len(texts) == 1
 
 
-def test_concurrency_is_bounded(tmp_path):
+@pytest.mark.parametrize(("backend_limit", "concurrency", "requests", "peak_expected"), [
+    (None, 5, 50, 5),  # the client's --concurrency bounds the requests in flight
+    (1, 64, 10, 1),  # a backend's own limit wins over a larger --concurrency
+])
+def test_concurrency_is_bounded(tmp_path, backend_limit, concurrency, requests, peak_expected):
     in_flight = peak = 0
 
     class Counting(FakeBackend):
-        async def complete(self, request):
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            await asyncio.sleep(0.002)
-            in_flight -= 1
-            return await super().complete(request)
-
-    client = make_client(tmp_path, Counting(), concurrency=5)
-
-    async def go():
-        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(50)))
-
-    asyncio.run(go())
-    assert peak == 5
-
-
-def test_backend_concurrency_limit_wins(tmp_path):
-    in_flight = peak = 0
-
-    class OneAtATime(FakeBackend):
-        max_concurrency = 1
+        max_concurrency = backend_limit
 
         async def complete(self, request):
             nonlocal in_flight, peak
@@ -86,13 +69,13 @@ def test_backend_concurrency_limit_wins(tmp_path):
             in_flight -= 1
             return await super().complete(request)
 
-    client = make_client(tmp_path, OneAtATime(), concurrency=64)
+    client = make_client(tmp_path, Counting(), concurrency=concurrency)
 
     async def go():
-        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(10)))
+        await asyncio.gather(*(client.complete(chat(f"q{i}")) for i in range(requests)))
 
     asyncio.run(go())
-    assert peak == 1
+    assert peak == peak_expected
 
 
 def test_transient_errors_are_retried(tmp_path):

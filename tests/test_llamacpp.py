@@ -230,6 +230,26 @@ ULTRACHAT = ["generate", "ultrachat", "-n", "3", "--sectors", "world=0.5,creatio
              "--list-max-new-tokens", "48", "-q"]
 
 
+def kill_half_way_then_resume(args, killed: Path, straight: Path, answers: dict[str, str], straight_code: int,
+                              seconds: float) -> None:
+    """SIGKILL a run of `args` once it has half of `answers` cached, resume it, and check that
+    every request was asked again the same way and answered the same, whatever came before
+    it: the same cache, records and dataset as the uninterrupted run in `straight`."""
+    proc = start_distill(*args, "-o", killed)
+    wait_for(lambda: len(cached_answers(killed)) >= len(answers) // 2 or proc.poll() is not None, "half the answers",
+             seconds)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert 0 < len(cached_answers(killed)) < len(answers)
+    rerun = start_distill(*args, "-o", killed)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == straight_code, err
+    assert cached_answers(killed) == answers
+    assert record_lines(killed) == record_lines(straight)
+    assert dataset(killed) == dataset(straight)
+
+
 def cached_answers(run_dir: Path) -> dict[str, str]:
     if not (run_dir / "cache.sqlite").exists():
         return {}
@@ -260,17 +280,4 @@ def test_a_killed_and_resumed_dialogue_run_is_the_same_dataset(tmp_path):
     straight_code = proc.returncode
     answers = cached_answers(straight)
 
-    proc = start_distill(*ULTRACHAT, "-o", killed)
-    wait_for(lambda: len(cached_answers(killed)) >= len(answers) // 2 or proc.poll() is not None, "half the answers")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert 0 < len(cached_answers(killed)) < len(answers)
-    rerun = start_distill(*ULTRACHAT, "-o", killed)
-    _, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == straight_code, err
-
-    # Every request was asked again the same way and answered the same, whatever came before it.
-    assert cached_answers(killed) == answers
-    assert record_lines(killed) == record_lines(straight)
-    assert dataset(killed) == dataset(straight)
+    kill_half_way_then_resume(ULTRACHAT, killed, straight, answers, straight_code, seconds=120)

@@ -2,13 +2,12 @@
 
 import asyncio
 import json
-import os
 import re
 import signal
 
 import pytest
 from conftest import read_dataset, start_distill, write_jsonl
-from test_llamacpp import ULTRACHAT, cached_answers, dataset, record_lines, wait_for
+from test_llamacpp import ULTRACHAT, cached_answers, kill_half_way_then_resume, wait_for
 from tiny_models import build_tiny_list_writer, build_tiny_model
 
 from distill.backends.llamacpp import Stopped
@@ -194,18 +193,7 @@ def test_a_killed_and_resumed_dialogue_run_is_the_same_dataset(tmp_path):
     answers = cached_answers(straight)
     assert len(answers) > 6  # past the openings: dialogue turns were asked
 
-    proc = start_distill(*args, "-o", killed)
-    wait_for(lambda: len(cached_answers(killed)) >= len(answers) // 2 or proc.poll() is not None, "half the answers", 300)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert 0 < len(cached_answers(killed)) < len(answers)
-    rerun = start_distill(*args, "-o", killed)
-    _, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == straight_code, err
-    assert cached_answers(killed) == answers
-    assert record_lines(killed) == record_lines(straight)
-    assert dataset(killed) == dataset(straight)
+    kill_half_way_then_resume(args, killed, straight, answers, straight_code, seconds=300)
 
 
 def test_ctrl_c_and_sigterm_end_a_generating_run_cleanly_and_it_resumes(cli, tmp_path, tiny):
