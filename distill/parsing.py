@@ -32,14 +32,21 @@ def parse_weights(value: Any, names: tuple[str, ...], what: str, example: str) -
     return weights
 
 
-_NUMBER_AT_LINE_START = re.compile(r"(?m)^\s*\(?(\d{1,3})[.):]\s+")
-_NUMBER = re.compile(r"(?:^|(?<=\s))\(?(\d{1,3})[.):]\s+")
+# A list marker: "1." "1)" "(1)" "1:", bare or in bold ("**1.**", "**1. Title**"); at a line's
+# start also "1 -" (inside a line that is a range: "1 - 2 hours") and a heading's "## 1.".
+_NUMBER_AT_LINE_START = re.compile(r"(?m)^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?\(?(\d{1,3})(?:[.):]|[ \t]+[-–])(?:\*\*)?[ \t]+")
+_NUMBER = re.compile(r"(?:^|(?<=\s))(?:\*\*)?\(?(\d{1,3})[.):](?:\*\*)?\s+")
 _BULLET = re.compile(r"^\s*[-*•]\s+(?P<item>\S.*)$")
+# What a model writes before the item itself: "Question:", "**New question:**", "Request 1:".
+_ITEM_LABEL = re.compile(r"^(?:(?:new|related|follow-up|next|sample|example|my)\s+)?"
+                         r"(?:question|request|instruction|task|subtopic|topic|prompt)(?:\s+\d{1,3})?\s*:\s*", re.IGNORECASE)
+_QUOTES = ('"', '“”', "'")
 
 
 def list_items(text: str, truncated: bool = False, first: int = 1) -> list[str]:
     """The items of a numbered list (one per line or run together on one line) or of a
-    bulleted list, in order, without duplicates.
+    bulleted list, in order, without duplicates (each without bold marks, a "Question:"
+    label or the quotes around it).
 
     Numbered items are found by their markers first., first+1., ... in sequence (1., 2.,
     3., ... by default; a continued list starts further on), at line starts
@@ -61,11 +68,51 @@ def list_items(text: str, truncated: bool = False, first: int = 1) -> list[str]:
     items: list[str] = []
     seen: set[str] = set()
     for chunk in raw:
-        item = " ".join(chunk.replace("**", "").split()).strip('"').strip()
+        item = _bare(chunk)
         if item and item.casefold() not in seen:
             seen.add(item.casefold())
             items.append(item)
     return items
+
+
+def one_item(text: str, truncated: bool = False) -> str | None:
+    """The one item of a reply that was asked for one (a question, a request), or None.
+
+    A list anyway gives its first item. Otherwise the item is the reply's one line, once lead-in
+    lines ending in ":" ("Here is a question:") are skipped and a label ("Question:") and the
+    quotes around it are taken off; a reply of several lines is prose, not one item, and a reply
+    cut off by the token limit may be partial: both give None.
+    """
+    if truncated:
+        return None
+    items = list_items(text)
+    if items:
+        return items[0]
+    lines = after_lead_in(text).splitlines()
+    return (_bare(lines[0]) or None) if len(lines) == 1 and not _is_lead_in(lines[0]) else None
+
+
+def after_lead_in(text: str) -> str:
+    """The text from its first line that is not a lead-in ending in ":" ("Here is the rewritten
+    request:"), without blank lines around it; the text as it is when nothing else follows."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if not _is_lead_in(line)), None)
+    return "\n".join(lines[start:] if start is not None else lines)
+
+
+def _is_lead_in(line: str) -> bool:
+    return line.rstrip("*").endswith(":")
+
+
+def _bare(chunk: str) -> str:
+    """An item without bold marks, a label and the quotes around it, on one line."""
+    item = _ITEM_LABEL.sub("", " ".join(chunk.replace("**", "").split()))
+    for quote in _QUOTES:
+        opening, closing = quote[0], quote[-1]
+        if len(item) > 1 and item[0] == opening and item[-1] == closing and opening not in item[1:-1] \
+                and closing not in item[1:-1]:
+            item = _ITEM_LABEL.sub("", item[1:-1].strip())
+    return item.strip()
 
 
 def _sequence(pattern: re.Pattern, text: str, first: int = 1) -> list[re.Match]:

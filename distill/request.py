@@ -18,6 +18,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     presence_penalty: float | None = None  # None: the backend's default (part of the key only when set)
+    frequency_penalty: float | None = None  # the same
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,10 @@ class Request:
     grammar; a pipeline still parses the reply tolerantly, as a backend may not enforce it.
 
     `answer_prefix` says how the answer should begin (say "1." for a numbered list).
-    Backends that render the prompt themselves (llamacpp, vllm) prefill it, which keeps
-    base models on track, and return it as part of the text; an OpenAI-compatible chat
-    endpoint cannot prefill and leaves it to the instruction.
+    Backends that render the prompt themselves (llamacpp, vllm, transformers) prefill it,
+    which keeps small models on track, and return it as part of the text; the openai backend
+    prefills on servers that continue an assistant message (vLLM, llama.cpp's llama-server,
+    told apart by GET /v1/models) and elsewhere leaves it to the instruction.
     """
 
     model: str
@@ -74,6 +76,8 @@ class Request:
                                   "max_tokens": p.max_tokens, "stop": list(p.stop), "seed": p.seed}
         if p.presence_penalty is not None:  # keys of requests without it stay as they were
             params["presence_penalty"] = p.presence_penalty
+        if p.frequency_penalty is not None:
+            params["frequency_penalty"] = p.frequency_penalty
         body: dict[str, Any] = {"model": self.model, "params": params, "sample": self.sample}
         if self.messages is not None:
             body["messages"] = [dict(m) for m in self.messages]

@@ -57,6 +57,21 @@ COMPLETION = Features({
     "completion_tokens": Value("int64"),
 })
 
+# `distill eval pairwise`: a model's answer against the baseline's, with the verdict of each order.
+PAIRWISE = Features({
+    "prompt": Value("string"),
+    "prompt_id": Value("string"),
+    "model": Value("string"),
+    "answer": Value("string"),
+    "baseline": Value("string"),
+    "baseline_answer": Value("string"),
+    "judge": Value("string"),
+    "verdict_model_first": Value("string"),  # "A" (the model's answer), "B", or null: unreadable
+    "verdict_model_second": Value("string"),  # "B" (the model's answer), "A", or null
+    "judge_replies": List(Value("string")),
+    "outcome": Value("string"),  # win, tie, loss or unjudged
+})
+
 
 def with_provenance(core: Features, **columns: object) -> Features:
     """Core columns first, then provenance columns (name=datasets feature)."""

@@ -40,7 +40,7 @@ from distill.generation import execute
 from distill.inputs import load_rows
 from distill.items import Outcome
 from distill.methods import GenerationMethod
-from distill.parsing import same_text
+from distill.parsing import list_items, same_text
 from distill.prompting import render
 from distill.request import Message
 from distill.seeding import derive_seed
@@ -64,6 +64,23 @@ INSTRUCTS = re.compile(r"Instruction\**[ \t]*:")
 NEXT_REQUEST = re.compile(r"(?:^|(?<=[.!?:\n]))\s*\**next request\W*$", re.IGNORECASE)
 NO_INPUT = {"", "none", "n/a", "nothing"}
 SPECIFIED_LABEL = re.compile(r"^\s*\**(?:specified |specific |rewritten )?task\**\s*:\s*\**\s*", re.IGNORECASE)
+
+
+# List shapes instruct models write besides "1." / "1)" / bullets (which list_items reads):
+# "1- Teacher", "Task 1: ...", "Role 2 - ...". Each becomes "N. " before the list is read.
+OTHER_MARKER = re.compile(r"(?im)^[ \t]*(?:\**(?:task|role)[ \t]*)?\(?(\d{1,3})\**[ \t]*(?:[-–—:)]|\.(?!\d))\**[ \t]*")
+# What small models put before an item: outline numbers ("1.1.1.5: ", "5: ") and labels.
+ITEM_NOISE = re.compile(r"^(?:(?:\d{1,3}(?:\.\d{1,3})*|task|role)\s*[:.)-]\s*)+", re.IGNORECASE)
+
+
+def list_reply_items(text: str, truncated: bool) -> list[str]:
+    """The items of a role or task list, in the shapes instruct models write: numbered
+    "1." "1)" "1-" "Task 1:", or bullets; an item's leading outline number or label is not
+    part of it, and an item that is nothing else is dropped. A reply with no list in it has
+    no item, even asked for one: "I cannot think of any." is no task."""
+    items = list_items(OTHER_MARKER.sub(lambda m: f"{m.group(1)}. ", text), truncated=truncated)
+    cleaned = (ITEM_NOISE.sub("", item.strip(" -*\"'")).strip(" -*\"'") for item in items)
+    return list(dict.fromkeys(item for item in cleaned if item))
 
 
 def model_name(spec: ModelSpec | None) -> str | None:
@@ -206,7 +223,7 @@ class Camel:
     async def listing(self, template: str, salt: tuple, n: int, **values) -> list[str]:
         prompt = render(PROMPTS, template, n=n, **values)
         items = await self.teacher.listing(self.task_model, template, prompt, self.config.task_max_new_tokens,
-                                           self.config.task_temperature, *salt)
+                                           self.config.task_temperature, *salt, read=list_reply_items)
         return items[:n]
 
     # -- roles and tasks ---------------------------------------------------------------------

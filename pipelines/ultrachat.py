@@ -36,14 +36,14 @@ from distill.backends import check_models_have_a_place
 from distill.backends.router import OptionalModelSpec
 from distill.client import Client
 from distill.config import EngineConfig, cli
-from distill.embedded import BASE
+from distill.embedded import INSTRUCT
 from distill.errors import InputError
 from distill.export import SFT_SPLITS, Built, split_dataset
 from distill.generation import execute
 from distill.inputs import load_rows, pick_column
 from distill.items import Outcome
 from distill.methods import GenerationMethod
-from distill.parsing import parse_weights, same_text
+from distill.parsing import after_lead_in, parse_weights, same_text
 from distill.prompting import names, patterns, render, word_list
 from distill.request import Message, Response
 from distill.seeding import derive_seed, rng_for
@@ -56,6 +56,9 @@ SECTORS = ("world", "creation", "materials")
 DEFAULT_MIX = {"world": 1.0, "creation": 1.0, "materials": 1.0}
 MATERIAL_CHARS = 3000  # longer texts are cut at a word boundary to fit small context windows
 LIST_BATCH = 10  # a pool of writing requests is asked this many at a time (200 in one list is too long)
+# The user's message ends where the user model, following the transcript it was shown, goes on to
+# write the assistant's part (or another user turn) under the transcript's labels.
+TURN_ENDS = ("\nAssistant:", "\nUser:")
 
 
 def parse_mix(value: Any) -> dict[str, float]:
@@ -122,6 +125,13 @@ class UltraChatConfig(EngineConfig):
     max_new_tokens: int = Field(512, ge=1, description="Most tokens per assistant answer; a longer one stops the dialogue.")
     user_temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the simulated user.")
     user_max_new_tokens: int = Field(256, ge=1, description="Most tokens per simulated user turn.")
+    presence_penalty: float | None = Field(
+        None, ge=-2, le=2, description="Presence penalty of every request (assistant, user, lists), as OpenAI's "
+        "presence_penalty.",
+        json_schema_extra=cli(show="the backend's"))
+    frequency_penalty: float | None = Field(
+        None, ge=-2, le=2, description="Frequency penalty of every request, as OpenAI's frequency_penalty: 0.5 keeps "
+        "small teachers from looping until --max-new-tokens.", json_schema_extra=cli(show="the backend's"))
     list_max_new_tokens: int = Field(512, ge=16, description="Most tokens per generated list of subtopics, questions or "
                                      "requests.")
     min_turns: int = Field(1, ge=1, description="Drop dialogues with fewer rounds than this.")
@@ -137,6 +147,16 @@ class UltraChatConfig(EngineConfig):
         default_factory=lambda: word_list(PROMPTS, "user_politeness.txt"),
         description="Regex: a sentence of a simulated user turn matching it whole is removed (thanks and praise; "
         "never a question); repeatable, replaces the built-in list.", json_schema_extra=cli(show="built in"))
+    user_lead_in_patterns: list[str] = Field(
+        default_factory=lambda: word_list(PROMPTS, "user_lead_ins.txt"),
+        description="Regex: a label-like lead-in at the start of a simulated user turn (\"Here is my next message:\") "
+        "is removed; a turn that is only a lead-in ends the dialogue; repeatable, replaces the built-in list.",
+        json_schema_extra=cli(show="built in"))
+    user_meta_patterns: list[str] = Field(
+        default_factory=lambda: word_list(PROMPTS, "user_meta.txt"),
+        description="Regex: a simulated user turn matching it is meta-text (\"The user wants to know ...\"), not a "
+        "message: the dialogue stops there; repeatable, replaces the built-in list.",
+        json_schema_extra=cli(show="built in"))
 
     @field_validator("sectors", mode="before")
     @classmethod
@@ -153,7 +173,8 @@ class UltraChatConfig(EngineConfig):
     def _subtopics(cls, value: Any) -> tuple[int, int]:
         return parse_range(value, "subtopics", "30-50")
 
-    @field_validator("disclaimer_patterns", "user_as_assistant_patterns", "polite_patterns")
+    @field_validator("disclaimer_patterns", "user_as_assistant_patterns", "polite_patterns", "user_lead_in_patterns",
+                     "user_meta_patterns")
     @classmethod
     def _regexes(cls, value: list[str]) -> list[str]:
         for pattern in value:
@@ -275,6 +296,20 @@ def clean_turn(text: str, speaker: str) -> str:
     return text[label.end():].strip() if label else text
 
 
+_QUOTED = re.compile(r'^(["“])([^"“”]+)["”]$', re.DOTALL)
+
+
+def without_lead_in(text: str, lead_ins: list[re.Pattern]) -> str:
+    """The turn without label-like lead-ins ("Here is my next message:") and, when one was
+    taken off, without the quotes around the message that followed it."""
+    stripped = text
+    while stripped and (match := next((m for p in lead_ins if (m := p.match(stripped)) and m.end()), None)):
+        stripped = stripped[match.end():].strip()
+    if stripped != text and (quoted := _QUOTED.match(stripped)):
+        stripped = quoted.group(2).strip()
+    return stripped
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -295,11 +330,20 @@ class UltraChat:
         self.user_model = config.user_model.model if config.user_model else self.assistant_model
         self.user_as_assistant = patterns(config.user_as_assistant_patterns)
         self.polite = patterns(config.polite_patterns)
-        self.teacher = Teacher(client, config.seed, config.top_p)
+        self.lead_ins = patterns(config.user_lead_in_patterns)
+        self.user_meta = patterns(config.user_meta_patterns)
+        self.teacher = Teacher(client, config.seed, config.top_p, config.presence_penalty, config.frequency_penalty)
 
-    async def listing(self, template: str, salt: tuple, **values) -> list[str]:
-        return await self.teacher.listing(self.assistant_model, template, render(PROMPTS, template, **values),
-                                          self.config.list_max_new_tokens, self.config.temperature, *salt)
+    async def listing(self, template: str, salt: tuple, n: int, **values) -> list[str]:
+        """The items the teacher wrote, less those a user would not open a dialogue with: the
+        rules that stop a dialogue at a user turn (acting as the assistant, meta-text) hold for its
+        first turn too."""
+        items = await self.teacher.listing(self.assistant_model, template, render(PROMPTS, template, n=n, **values),
+                                           self.config.list_max_new_tokens, self.config.temperature, *salt, n=n)
+        return [item for item in items if not self.not_from_a_user(item)]
+
+    def not_from_a_user(self, text: str) -> bool:
+        return any(p.search(text) for p in (*self.user_as_assistant, *self.user_meta))
 
     # -- opening requests, one level at a time ------------------------------------------
 
@@ -342,8 +386,12 @@ class UltraChat:
         prompt = render(PROMPTS, "creation_detail.j2", instruction=request)
         reply = await self.teacher.ask(self.assistant_model, [{"role": "user", "content": prompt}],
                                        self.config.user_max_new_tokens, self.config.temperature, "detail", request)
-        detailed = clean_turn(reply.text, "user")
-        return detailed if detailed and reply.finish_reason != "length" else request
+        # A lead-in ("Here's a rewritten version:") is no part of the request; a rewrite that reads as the
+        # assistant or as meta-text is no request at all: the request is used as it was.
+        detailed = after_lead_in(clean_turn(reply.text, "user"))
+        if not detailed or reply.finish_reason == "length" or self.not_from_a_user(detailed):
+            return request
+        return detailed
 
     async def material_request(self, plan: DialoguePlan) -> str | None:
         text_index, k = plan.slot
@@ -394,10 +442,11 @@ class UltraChat:
             transcript = render(PROMPTS, "user_turn.j2", messages=messages, sector=plan.sector)
             reply = await self.teacher.ask(self.user_model, user_system + [{"role": "user", "content": transcript}],
                                            self.config.user_max_new_tokens, self.config.user_temperature,
-                                           "user", dialogue_id, turn)
+                                           "user", dialogue_id, turn, stop=TURN_ENDS)
             said = clean_turn(reply.text, "user")
-            question = strip_polite(said, self.polite)
-            problem = "only_thanks" if said and not question else self.bad_question(question, reply, messages)
+            message = without_lead_in(said, self.lead_ins)
+            question = strip_polite(message, self.polite)
+            problem = self.bad_question(said, message, question, reply, messages)
             if problem:
                 return messages, problem
             messages.append({"role": "user", "content": question})
@@ -413,9 +462,16 @@ class UltraChat:
             return "repeated_turn"
         return None
 
-    def bad_question(self, question: str, reply: Response, messages: list[Message]) -> str | None:
+    def bad_question(self, said: str, message: str, question: str, reply: Response,
+                     messages: list[Message]) -> str | None:
+        """What is wrong with a user turn: `said` as written, `message` without its lead-in,
+        `question` without its polite sentences."""
         if reply.finish_reason == "length":
             return "truncated"
+        if said and (not message or any(p.search(message) for p in self.user_meta)):
+            return "meta_text"
+        if message and not question:
+            return "only_thanks"
         if not question:
             return "empty_turn"
         if any(p.search(question) for p in self.user_as_assistant):
@@ -576,14 +632,14 @@ METHOD = GenerationMethod(
     command="generate ultrachat",
     config=UltraChatConfig,
     run=run,
-    # The base model for now: the 135M instruct model's answers outgrow short token caps (the quickstart's 160
-    # kept no dialogue of 10) and loop at 512; its prompts and sampling are tuned under issue 14.
-    embedded_default=BASE,
+    # The instruct model: the paper's teacher was a chat model (ChatGPT) playing both the assistant and the user.
+    # Its answers are long (keep --max-new-tokens at 512; the longer ones end the dialogue there).
+    embedded_default=INSTRUCT,
     help="UltraChat-style multi-turn dialogues (Ding et al. 2023) for supervised fine-tuning.\n\n"
          "Opening requests from three sectors (questions about the world, creation and generation, assistance on "
          "existing materials), then a dialogue between an assistant model and a user-simulator model. Writes "
          "train_sft/test_sft splits with the columns of HuggingFaceH4/ultrachat_200k. With no backend and no endpoint "
-         "it runs the embedded llama.cpp model (a small base model: for demos and tests, not production data).",
+         "it runs the embedded llama.cpp model (a small instruct model: for demos and tests, not production data).",
     title="UltraChat multi-turn dialogues",
     paper="Ding et al. 2023, Enhancing Chat Language Models by Scaling High-quality Instructional Conversations",
     paper_url="https://arxiv.org/abs/2305.14233",

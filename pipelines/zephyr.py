@@ -6,21 +6,33 @@
                      judge rates the answers, best vs another becomes a pair
     4. dSFT          the base model on the clean dialogues                     OUT/sft
     5. dDPO          the dSFT model on the preference pairs                    OUT/dpo
+    6. before/after  base, dSFT and dDPO answer held-out prompts; a judge      OUT/compare
+                     compares dSFT and dDPO with the base (`eval pairwise`);
+                     only with --compare-prompts (set by the cpu profile)
 
 Each step writes what its own command would write, where that command would write it,
 so any step can be looked at, pushed or re-run alone. Everything is checked before the
 first request. Running the command again resumes: generation answers what it already
 has from its cache, and a training stage that finished (train_metrics.json) is skipped.
+
+`--profile cpu` sets every default for a laptop CPU with no network: the embedded instruct
+model as teacher and judge, the pool {gemma3-270m, smollm2-135m-instruct}, the base Gemma 3
+270M (de-quantized from its GGUF) as the model to train, the scaled-down recipes
+`zephyr-7b-beta/{sft,dpo}_cpu` and small sizes throughout (`CPU_PROFILE`). Whatever the
+user sets wins over the profile.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from distill.backends.router import ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.config import EngineConfig, cli, validate_config
@@ -31,9 +43,31 @@ from distill.run_dir import remove_created
 # quality filters of `distill filter`, with their defaults.
 DEFAULT_FILTERS = {"column": "messages", "filters": ["dedup", "refusal", "degenerate", "repetition"]}
 STAGES = ("data", "sft", "dpo")
+COMPARE_PROMPTS = "zephyr/compare_prompts.jsonl"  # in distill.prompts: held-out prompts for the before/after
+
+# The cpu profile's defaults. Sizes are picked so that the whole recipe ends in about a quarter of an
+# hour on two cores (the stage times are printed by benchmarks/zephyr_cpu.py).
+CPU_PROFILE: dict[str, Any] = {
+    "backend": "llamacpp",
+    "model": "smollm2-135m-instruct",
+    "dialogues": 16,
+    "ultrachat": {"world_rounds": "1-2", "creation_rounds": "1-2", "subtopics": "3-5", "questions_per_subtopic": 5,
+                  "related_questions": 2, "instructions_per_kind": 5, "max_new_tokens": 320,
+                  "user_max_new_tokens": 96, "list_max_new_tokens": 256},
+    "num_prompts": 8,
+    "pool": ["gemma3-270m", "smollm2-135m-instruct"],
+    "ultrafeedback": {"max_new_tokens": 160, "judge_max_new_tokens": 256, "parse_retries": 1},
+    "base_model": "gemma3-270m",
+    "preset": "cpu",
+    "compare_prompts": "builtin",
+    "pairwise": {"max_new_tokens": 128, "limit": 8},
+}
 
 
 class ZephyrConfig(EngineConfig):
+    profile: Literal["gpu", "cpu"] = Field("gpu", description="gpu: the paper's scale, for GPUs and served "
+                                           "teachers; cpu: the whole recipe offline on a laptop CPU with the "
+                                           "embedded models, in small sizes (every one an override).")
     dialogues: int = Field(1000, ge=1, description="UltraChat dialogues to generate for dSFT.")
     ultrachat: dict[str, Any] = Field(default_factory=dict, description="More options of `distill generate ultrachat`, "
                                       "by their names (a --config mapping).", json_schema_extra=cli(yaml_only=True))
@@ -51,10 +85,10 @@ class ZephyrConfig(EngineConfig):
                                           "ultrafeedback`, by their names (a --config mapping).",
                                           json_schema_extra=cli(yaml_only=True))
     base_model: str = Field("mistralai/Mistral-7B-v0.1", description="The model to train.")
-    preset: Literal["paper", "handbook", "qlora"] = Field("handbook", description="The zephyr-7b-beta recipes to train "
-                                                          "with: paper (the paper's section 4), handbook (the "
-                                                          "alignment-handbook's later full recipe), qlora (the "
-                                                          "handbook's one-GPU QLoRA recipe).")
+    preset: Literal["paper", "handbook", "qlora", "cpu"] = Field(
+        "handbook", description="The zephyr-7b-beta recipes to train with: paper (the paper's section 4), handbook "
+        "(the alignment-handbook's later full recipe), qlora (the handbook's one-GPU QLoRA recipe), cpu (LoRA, "
+        "scaled down for a laptop CPU).")
     sft: list[str] = Field(default_factory=list, description="A dSFT recipe override KEY=VALUE, e.g. "
                            "training.learning_rate=1e-5; repeatable.")
     dpo: list[str] = Field(default_factory=list, description="A dDPO recipe override KEY=VALUE; repeatable.")
@@ -62,9 +96,30 @@ class ZephyrConfig(EngineConfig):
     accelerate_config: str | None = Field(None, description="multi_gpu, deepspeed_zero3 or fsdp, or your own accelerate "
                                           "config file.")
     stop_after: Literal["data", "sft", "dpo"] = Field("dpo", description="Stop after the data, or after dSFT.")
+    compare_prompts: str | None = Field(None, description="Held-out prompts (a file or dataset, column prompt) that "
+                                        "the base, dSFT and dDPO models answer after training, judged pairwise; "
+                                        "`builtin` for distill's own set.", json_schema_extra=cli(show="no comparison; "
+                                        "builtin with --profile cpu"))
+    pairwise: dict[str, Any] = Field(default_factory=dict, description="More options of `distill eval pairwise`, by "
+                                    "their names (a --config mapping).", json_schema_extra=cli(yaml_only=True))
     push_to_hub: str | None = Field(None, description="ORG/NAME: push the datasets as NAME-ultrachat and NAME-feedback, "
                                     "the models as NAME-sft and NAME-dpo.")
     private: bool = Field(False, description="Make the pushed repositories private.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, data: Any) -> Any:
+        """The cpu profile's defaults under what was set (the step mappings merged key by key)."""
+        if not isinstance(data, dict) or data.get("profile") != "cpu":
+            return data
+        profile = dict(CPU_PROFILE)
+        if data.get("base_url") or data.get("backend"):  # a teacher named elsewhere: the profile does not place it
+            profile.pop("backend"), profile.pop("model")
+        merged = {**profile, **data}
+        for step in ("ultrachat", "ultrafeedback", "pairwise"):
+            if isinstance(data.get(step), dict):
+                merged[step] = {**CPU_PROFILE[step], **data[step]}
+        return merged
 
     def repo(self, step: str) -> str:
         return f"{self.push_to_hub}-{step}"
@@ -98,6 +153,11 @@ class RecipeSteps:
     clean: Path
     ultrafeedback: Any  # UltraFeedbackConfig
     training: list[TrainingStep]
+    compare: Any = None  # PairwiseConfig: its models are the training outputs, loaded when the step starts
+
+    @property
+    def count(self) -> int:
+        return 5 + (self.compare is not None)  # the recipe's steps, also those --stop-after leaves out
 
 
 def _engine(config: ZephyrConfig) -> dict[str, Any]:
@@ -127,7 +187,8 @@ def plan(config: ZephyrConfig) -> RecipeSteps:
         for step in ("ultrachat", "feedback", "sft", "dpo"):  # and each repository named after it
             hub.check_repo_id(config.repo(step), "--push-to-hub")
         hub.hub_api()  # the token, before anything is asked or written (a dry run checks it too)
-    for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback)):
+    for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback),
+                        ("pairwise", config.pairwise)):
         shared = sorted(set(extra) & (set(engine) | {"output"}))
         if shared:
             raise ConfigError(f"{name}: {shared[0]!r} is set for every step at the top of the config, not under {name}")
@@ -152,9 +213,49 @@ def plan(config: ZephyrConfig) -> RecipeSteps:
         from distill.train.launch import check_installed
 
         check_installed(config.accelerate_config)
-    steps = RecipeSteps(ultrachat, filters, clean, ultrafeedback, training)
+    compare = _compare_config(config, engine, training) if config.compare_prompts and config.stop_after == "dpo" else None
+    steps = RecipeSteps(ultrachat, filters, clean, ultrafeedback, training, compare)
     _check_generation(steps)
     return steps
+
+
+def compare_prompts(value: str) -> str:
+    from importlib import resources
+
+    return str(resources.files("distill.prompts").joinpath(COMPARE_PROMPTS)) if value == "builtin" else value
+
+
+def _compare_config(config: ZephyrConfig, engine: dict[str, Any], training: list[TrainingStep]):
+    """The before/after step: the dSFT and dDPO outputs against the base model, on the transformers
+    backend (each folder its own), judged by the recipe's judge on the run's backend."""
+    from distill.backends.router import ModelSpec
+    from distill.pipelines.pairwise import PairwiseConfig
+
+    sft, dpo = (str(step.recipe.output_dir) for step in training)
+    return validate_config(PairwiseConfig, {
+        **engine, "output": Path(config.output) / "compare", "input": compare_prompts(config.compare_prompts),
+        "models": [ModelSpec(sft, "transformers"), ModelSpec(dpo, "transformers")],
+        "baseline": ModelSpec(config.base_model, "transformers"), "judge": config.judge, **config.pairwise,
+    })
+
+
+def local_model(name: str) -> str:
+    """A model to load from local files: an embedded name or GGUF as its de-quantized folder (made by
+    dSFT), a folder as it is, a Hub id as its snapshot in the Hub cache (downloaded by dSFT)."""
+    from distill.train import gguf
+
+    path = gguf.gguf_file(name)
+    if path is not None:
+        return str(gguf.dequantized_folder(path))
+    if Path(name).expanduser().is_dir():
+        return name
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except (LocalEntryNotFoundError, ValueError):
+        raise ConfigError(f"the before/after step loads {name} from local files, and it is not in the Hub cache") from None
 
 
 def _check_generation(steps: RecipeSteps) -> None:
@@ -199,19 +300,24 @@ def describe(steps: RecipeSteps, config: ZephyrConfig) -> list[str]:
     uc, uf = steps.ultrachat, steps.ultrafeedback
     sectors = ",".join(f"{name}={weight:g}" for name, weight in uc.sectors.items())
     lines = [
-        f"1/5 UltraChat: {uc.num_dialogues} dialogues by {uc.assistant_model or config.model or 'the backend model'} "
+        f"1/{steps.count} UltraChat: {uc.num_dialogues} dialogues by {uc.assistant_model or config.model or 'the backend model'} "
         f"({sectors}) -> {uc.output}",
-        f"2/5 cleaning: {', '.join(name for name, _ in steps.filters.filters)} -> {steps.clean}",
-        f"3/5 UltraFeedback: prompts from {uf.input}" + (f" (at most {uf.limit})" if uf.limit else "")
+        f"2/{steps.count} cleaning: {', '.join(name for name, _ in steps.filters.filters)} -> {steps.clean}",
+        f"3/{steps.count} UltraFeedback: prompts from {uf.input}" + (f" (at most {uf.limit})" if uf.limit else "")
         + f", {uf.completions_per_prompt} of {len(uf.models)} pool models each, judge {uf.judge or config.model or 'the backend model'}"
         f" -> {uf.output}",
     ]
     for number, step in enumerate(steps.training, start=4):
         recipe = step.recipe
         template = ", Zephyr's chat template" if recipe.chat_template == "zephyr" else ""
-        lines.append(f"{number}/5 {step.stage}: {recipe.model.name_or_path}, {recipe.peft.method if recipe.peft.method != 'none' else 'full'}"
+        lines.append(f"{number}/{steps.count} {step.stage}: {recipe.model.name_or_path}, {recipe.peft.method if recipe.peft.method != 'none' else 'full'}"
                      f"{template} -> {recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
         lines.append("    " + shlex.join(step.command))
+    if steps.compare is not None:
+        cmp = steps.compare
+        lines.append(f"6/6 before/after: {cmp.limit or 'all'} prompts of {cmp.input} answered by {config.base_model}, "
+                     f"dSFT and dDPO (transformers backend), dSFT and dDPO judged against the base by "
+                     f"{cmp.judge.model if cmp.judge else config.model or 'the backend model'} -> {cmp.output}")
     if config.push_to_hub:
         lines.append(f"push: {', '.join(config.repo(s) for s in ['ultrachat', 'feedback', *(t.stage for t in steps.training)])}")
     return lines
@@ -222,7 +328,7 @@ def trained(step: TrainingStep) -> bool:
 
 
 def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run every step in turn; returns what each made, for the closing summary."""
+    """Run every step in turn; returns what each made and how long it took, for the closing summary."""
     from distill.filters.pipeline import filter_dataset
     from distill.pipelines import ultrachat, ultrafeedback
     from distill.train.launch import check_installed, run_stage
@@ -234,26 +340,112 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
         for check_only in (True, False):  # nothing is deleted unless every training output may be
             for step in steps.training:
                 remove_created(step.recipe.output_dir, f"the {step.stage} output", check_only)
-    summary: dict[str, Any] = {}
-    say(f"1/5 UltraChat dialogues -> {steps.ultrachat.output}")
-    summary["dialogues"] = ultrachat.run(steps.ultrachat).done
-    say(f"2/5 cleaning -> {steps.clean}")
-    removed = filter_dataset(str(steps.ultrachat.output), steps.filters, steps.clean)
+    summary: dict[str, Any] = {"seconds": {}, "artefacts": {}}
+
+    def timed(name: str, path: Path, work: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        result = work()
+        summary["seconds"][name] = time.monotonic() - started
+        summary["artefacts"][name] = path
+        return result
+
+    say(f"1/{steps.count} UltraChat dialogues -> {steps.ultrachat.output}")
+    summary["dialogues"] = timed("ultrachat", steps.ultrachat.output, lambda: ultrachat.run(steps.ultrachat)).done
+    say(f"2/{steps.count} cleaning -> {steps.clean}")
+    removed = timed("cleaning", steps.clean, lambda: filter_dataset(str(steps.ultrachat.output), steps.filters, steps.clean))
     summary["removed"] = {entry["name"]: entry["removed"] for entry in removed}
+    summary["dialogues_kept"] = split_rows(steps.clean).get("train_sft", 0)
     publish("ultrachat", steps.clean)
-    say(f"3/5 UltraFeedback preferences -> {steps.ultrafeedback.output}")
-    summary["prompts_rated"] = ultrafeedback.run(steps.ultrafeedback).done
-    publish("feedback", steps.ultrafeedback.output)
+    say(f"3/{steps.count} UltraFeedback preferences -> {steps.ultrafeedback.output}")
+    uf = steps.ultrafeedback
+    summary["prompts_rated"] = timed("feedback", uf.output, lambda: ultrafeedback.run(uf)).done
+    summary["pairs"] = split_rows(uf.output).get("train_prefs", 0)
+    publish("feedback", uf.output)
     for number, step in enumerate(steps.training, start=4):
         label = {"sft": "dSFT", "dpo": "dDPO"}[step.stage]
         if trained(step):
-            say(f"{number}/5 {label}: done before, kept in {step.recipe.output_dir}")
+            say(f"{number}/{steps.count} {label}: done before, kept in {step.recipe.output_dir}")
+            summary["artefacts"][step.stage] = step.recipe.output_dir
         else:
-            say(f"{number}/5 {label} -> {step.recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
-            metrics = run_stage(step.stage, step.recipe, step.command, step.resolved, config.accelerate_config)
-            summary[f"{step.stage}_train_loss"] = metrics.get("train_loss")
+            say(f"{number}/{steps.count} {label} -> {step.recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
+            timed(step.stage, step.recipe.output_dir, functools.partial(
+                run_stage, step.stage, step.recipe, step.command, step.resolved, config.accelerate_config))
+        summary[step.stage] = training_report(step.recipe.output_dir)
         publish(step.stage, step.recipe.output_dir)
+    if steps.compare is not None:
+        say(f"6/{steps.count} before/after -> {steps.compare.output}")
+        summary["compare"] = timed("compare", steps.compare.output, lambda: before_after(steps.compare, config))
     return summary
+
+
+def split_rows(path: Path) -> dict[str, int]:
+    """Rows per split of the dataset a step wrote."""
+    import datasets
+
+    return {name: len(split) for name, split in datasets.load_dataset(str(path)).items()}
+
+
+def training_report(output_dir: Path) -> dict[str, Any]:
+    """What a finished stage logged: its optimizer steps, train loss and, for DPO, the last logged
+    reward accuracy (the share of pairs whose chosen answer the model now rewards more)."""
+    folder = Path(output_dir)
+    metrics = json.loads((folder / "train_metrics.json").read_text())
+    state = folder / "trainer_state.json"
+    history = json.loads(state.read_text()).get("log_history", []) if state.is_file() else []
+    accuracies = [entry["rewards/accuracies"] for entry in history if "rewards/accuracies" in entry]
+    steps = max((entry.get("step", 0) for entry in history), default=None)
+    return {"steps": steps, "train_loss": metrics.get("train_loss"),
+            "reward_accuracy": accuracies[-1] if accuracies else None}
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model")
+
+
+def with_tokenizer(weights: Path, tokenizer: Path, into: Path) -> Path:
+    """A model folder of `weights`' model (its files linked, not copied) with `tokenizer`'s tokenizer
+    and chat template: the base model asked the way its dSFT was trained to be asked (the recipe's
+    template, Zephyr's), so that base, dSFT and dDPO see the same tokens and differ in weights only."""
+    into.mkdir(parents=True, exist_ok=True)
+    for source, names in ((weights, None), (tokenizer, TOKENIZER_FILES)):
+        for path in source.iterdir():
+            if path.is_file() and ((path.name in names) if names else path.name not in TOKENIZER_FILES):
+                target = into / path.name
+                target.unlink(missing_ok=True)
+                if names:
+                    shutil.copyfile(path, target)
+                else:
+                    target.symlink_to(path.resolve())
+    return into
+
+
+def before_after(compare, config: ZephyrConfig) -> dict[str, Any]:
+    """Step 6: the base, dSFT and dDPO models answer the held-out prompts; a judge compares the dSFT
+    and dDPO answers with the base's. Writes OUT/compare/before_after.md (the table, then every
+    prompt's three answers side by side) and returns the table."""
+    import datasets
+
+    from distill.backends.router import ModelSpec
+    from distill.pipelines import pairwise
+
+    sft = Path(compare.models[0].model)
+    base = str(with_tokenizer(Path(local_model(config.base_model)), sft, Path(config.output) / "compare-base"))
+    compare = compare.model_copy(update={"baseline": ModelSpec(base, "transformers")})
+    pairwise.run(compare)
+    rows = list(datasets.load_dataset(str(compare.output), split="train"))
+    names = {compare.models[0].model: "dSFT", compare.models[1].model: "dDPO", base: "base"}
+    table = [{**row, "model": names.get(row["model"], row["model"])} for row in pairwise.win_rates(rows)]
+    judge = compare.judge.model if compare.judge else config.model
+    lines = ["# Before and after", "", f"Base model: {config.base_model}, asked through the dSFT model's chat "
+             f"template ({base}); judge: {judge}.", "",
+             *pairwise.table_lines(table, "base"), ""]
+    for prompt in dict.fromkeys(row["prompt"] for row in rows):
+        answers = {names[r["model"]]: r["answer"] for r in rows if r["prompt"] == prompt}
+        answers = {"base": next(r["baseline_answer"] for r in rows if r["prompt"] == prompt), **answers}
+        lines += ["---", "", f"**Prompt:** {prompt}", ""]
+        lines += [f"**{label}:** {answer}\n" for label, answer in answers.items()]
+    (Path(compare.output) / "before_after.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"table": table, "file": Path(compare.output) / "before_after.md"}
 
 
 def _publisher(config: ZephyrConfig, say: Callable[[str], None]) -> Callable[[str, Path], None]:

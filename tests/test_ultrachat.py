@@ -22,23 +22,35 @@ def asked_for(prompt: str) -> int:
     return 1 if match.group(1) == "one" else int(match.group(1))
 
 
+LIST_PROMPT = re.compile(r"numbered list only|Reply with the (?:new )?(?:question|request|subtopic) only")
+
+
+def listed(last: str, item) -> str:
+    """A list of `item(i)` as many as asked; one item alone, labelled and quoted as instruct models write it."""
+    n = asked_for(last)
+    if n == 1:
+        return f'Question: "{item(1)}"' if "question" in last else f'"{item(1)}"'
+    return "\n".join(f"{i}. {item(i)}" for i in range(1, n + 1))
+
+
 def scripted(messages: list[dict]) -> str:
     """A teacher that follows the prompts: lists when asked for lists, answers, user turns."""
     last = messages[-1]["content"]
-    if "about the text below" in last and "numbered list" in last:
-        return "\n".join(f"{i}. Summarise part {i} of this text." for i in range(1, asked_for(last) + 1))
+    is_list = LIST_PROMPT.search(last)
+    if "about the text below" in last and is_list:
+        return listed(last, lambda i: f"Summarise part {i} of this text.")
     if "related to the question below" in last:
         question = last.rsplit("Question: ", 1)[1].rstrip("?")
-        return "\n".join(f"{i}. {question}, follow-up {i}?" for i in range(1, asked_for(last) + 1))
-    if "subtopic" in last and "numbered list" in last:
+        return listed(last, lambda i: f"{question}, follow-up {i}?")
+    if "subtopic" in last and is_list and last.startswith("Give me"):
         topic = last.split('"')[1]
-        return "\n".join(f"{i}. {topic} part {i}" for i in range(1, asked_for(last) + 1))
-    if "question" in last and "numbered list" in last:
+        return listed(last, lambda i: f"{topic} part {i}")
+    if "question" in last and is_list:
         subtopic = last.split('"')[1]
-        return "Here you go:\n" + "\n".join(f"{i}. What about {subtopic}, point {i}?" for i in range(1, asked_for(last) + 1))
+        return "Here you go:\n" + listed(last, lambda i: f"What about {subtopic}, point {i}?")
     if "person might send to an AI assistant" in last:
         kind = last.split("write a ")[1].split(".")[0]
-        return "\n".join(f"{i}. Please write a {kind} about theme {i}." for i in range(1, asked_for(last) + 1))
+        return listed(last, lambda i: f"Please write a {kind} about theme {i}.")
     if last.startswith("Someone sent this request"):
         return "User: " + last.split("\n\n")[1] + " Make it funny and under 200 words."
     if last.startswith("Here is the conversation so far"):
@@ -252,6 +264,25 @@ def test_detailed_rewrites_follow_the_share(cli, tmp_path, monkeypatch):
     assert all(not r["prompt"].startswith("User:") for r in rows)  # the label the model wrote is stripped
 
 
+def test_a_rewrite_loses_its_lead_in_and_one_that_is_no_request_is_not_used(cli, tmp_path, monkeypatch):
+    rewrites = []
+
+    def rewriter(request):
+        last = request.messages[-1]["content"]
+        if last.startswith("Someone sent this request"):
+            rewrites.append(original := last.split("\n\n")[1])
+            if len(rewrites) == 1:  # as SmolLM2-135M-Instruct writes it
+                return f"Here's a rewritten version of the request with specific requirements:\n\n{original} Make it rhyme."
+            return "I'd be happy to help you refine your request!"
+        return fake_teacher(request)
+
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "2", "--sectors", "creation=1", "--detail-share", "1",
+                           "--creation-rounds", "1", "--instructions-per-kind", "1", reply=rewriter)
+    assert result.code == 0, result.err
+    assert len(rewrites) == 2
+    assert {r["prompt"] for r in rows_of(out)} == {f"{rewrites[0]} Make it rhyme.", rewrites[1]}  # the second as it was
+
+
 def point(text: str) -> int:
     match = re.search(r"point (\d+)\?", text)
     return int(match.group(1)) if match else 0
@@ -305,6 +336,75 @@ def test_degenerate_turns_stop_and_post_processing_drops(cli, tmp_path, monkeypa
     assert {f["name"]: f["removed"] for f in stats["filters"]} == {"no-opening": 0, "assistant-disclaimer": 1, "min-turns": 4}
     assert stats["postprocess"]["stop_reasons"] == {"user_as_assistant": 1, "empty_turn": 1, "repeated_turn": 1,
                                                     "truncated": 1, "completed": 4}
+
+
+def test_user_meta_text_stops_the_dialogue_and_a_lead_in_is_taken_off(cli, tmp_path, monkeypatch):
+    config = uc.UltraChatConfig(output=tmp_path)
+    lead_ins, meta = uc.patterns(config.user_lead_in_patterns), uc.patterns(config.user_meta_patterns)
+    # Replies of SmolLM2-135M-Instruct playing the user, and the like.
+    for said, message in [
+        ("Here's my next message:\n\n\"Can you make it rhyme?\"", "Can you make it rhyme?"),
+        ("Sure! Here is my follow-up question: why is the sky blue?", "why is the sky blue?"),
+        ("Next message: What about tides?", "What about tides?"),
+        ("As the user, I would ask: how long does it take?", "how long does it take?"),
+        ("Here is the next message.", ""),
+        ("Here is the user's next message.", ""),
+        ("Here is a question I have been wondering about.", ""),  # announced, never written
+        ("Here is a poem I wrote: roses are red. Is it good?", "Here is a poem I wrote: roses are red. Is it good?"),
+        ("Question everything, my teacher said. Why?", "Question everything, my teacher said. Why?"),
+        ("Can you shorten it?", "Can you shorten it?"),
+    ]:
+        assert uc.without_lead_in(said, lead_ins) == message, said
+    for text in ("The user wants to know how tides work.", "The user has asked me to explain tides.",
+                 "As the user, I would ask about the moon.",
+                 "Here is my next message, short and in my own voice"):
+        assert any(p.search(uc.without_lead_in(text, lead_ins)) for p in meta), text
+    assert not any(p.search("Is the user manual wrong, or am I?") for p in meta)
+
+    said = {1: "Here is the next message.", 2: "The user wants to know more about rivers.",
+            3: "Here's my next message: \"Why do rivers bend?\""}
+
+    stops = set()
+
+    def meta_user(request):
+        last = request.messages[-1]["content"]
+        if last.startswith("Here is the conversation so far"):
+            stops.add(request.params.stop)
+            return said.get(point(last.split("\n\n")[1]), "And then?")
+        return fake_teacher(request)
+
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Rivers\n")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "3", "--sectors", "world=1", "--topics", topics,
+                           "--subtopics", "1", "--questions-per-subtopic", "3", "--related-questions", "0",
+                           "--world-rounds", "2", reply=meta_user)
+    assert result.code == 0, result.err
+    records = {point(r["prompt"]): r for r in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
+    assert {n: r["stop_reason"] for n, r in records.items()} == {1: "meta_text", 2: "meta_text", 3: "completed"}
+    # The user model's message ends where it would go on to write the assistant's part of the transcript.
+    assert stops == {("\nAssistant:", "\nUser:")}
+    assert [records[n]["num_turns"] for n in (1, 2, 3)] == [1, 1, 2]
+    assert records[3]["messages"][2] == {"role": "user", "content": "Why do rivers bend?"}
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["postprocess"]["stop_reasons"] == {"meta_text": 2, "completed": 1}
+    assert len(rows_of(out)) == 3  # what came before the meta-text is kept
+
+
+def test_openings_that_read_as_the_assistant_or_meta_text_are_not_used(cli, tmp_path, monkeypatch):
+    def odd_lists(request):
+        last = request.messages[-1]["content"]
+        if "different questions" in last:
+            return ("1. What can I help you with today?\n2. The user wants to know about rivers.\n3. Why do rivers bend?\n"
+                    "4. I'm here to help with any question about rivers.")
+        return fake_teacher(request)
+
+    topics = tmp_path / "topics.txt"
+    topics.write_text("Rivers\n")
+    result, out = run_fake(cli, tmp_path, monkeypatch, "-n", "2", "--sectors", "world=1", "--topics", topics,
+                           "--subtopics", "1", "--questions-per-subtopic", "4", "--related-questions", "0",
+                           "--world-rounds", "1", reply=odd_lists)
+    assert result.code == 0, result.err
+    assert {r["prompt"] for r in rows_of(out)} == {"Why do rivers bend?"}
 
 
 def test_user_turn_prompt_follows_the_sector(cli, tmp_path, monkeypatch, corpus):
@@ -474,9 +574,9 @@ def test_short_real_run_on_the_embedded_model(cli, tmp_path):
     result = cli("generate", "ultrachat", "-n", "2", "--sectors", "creation=1", "--creation-rounds", "1",
                  "--list-max-new-tokens", "48", "--max-new-tokens", "32", "--user-max-new-tokens", "16", "--detail-share", "0",
                  "-o", out, "-q")
-    # A 270M base model may or may not give a usable dialogue: the run must end cleanly either way.
+    # A 135M model may or may not give a usable dialogue: the run must end cleanly either way.
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["items"]["done"] == 2 and stats["models"] == ["gemma3-270m"]
+    assert stats["items"]["done"] == 2 and stats["models"] == ["smollm2-135m-instruct"]
     assert sum(stats["postprocess"]["stop_reasons"].values()) == 2
     if result.code == 0:
         assert datasets.load_dataset(str(out), split="train_sft").num_rows >= 1

@@ -22,6 +22,8 @@ def teacher(request):
     """Dialogues as in test_ultrachat, pool answers with their quality, a judge that rates it."""
     messages = list(request.messages)
     last = messages[-1]["content"]
+    if last.startswith("Request:"):  # the before/after judge: the first answer, in either order (all ties)
+        return '{"better": "A"}'
     if last.startswith("You are judging"):
         return judge_json(last, lambda text, position: quality(text))
     if re.fullmatch(r"m\d", request.model):
@@ -57,11 +59,21 @@ def cpu_training(base_model):
 
 def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path, monkeypatch, base_model):
     out = tmp_path / "zephyr"
-    result = zephyr(cli, monkeypatch, out, *cpu_training(base_model))
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text('{"prompt": "Where do rivers flow?"}\n{"prompt": "What does a mill grind?"}\n')
+    compare = ["--compare-prompts", held_out]
+    result = zephyr(cli, monkeypatch, out, *cpu_training(base_model), *compare)
     assert result.code == 0, result.err
-    steps = [line for line in result.err.splitlines() if re.match(r"\d/5 ", line)]
-    assert [line[:4] for line in steps] == ["1/5 ", "2/5 ", "3/5 ", "4/5 ", "5/5 "]
-    assert "8 dialogues" in result.out and "dDPO train loss" in result.out
+    steps = [line for line in result.err.splitlines() if re.match(r"\d/6 ", line)]
+    assert [line[:4] for line in steps] == ["1/6 ", "2/6 ", "3/6 ", "4/6 ", "5/6 ", "6/6 "]
+    assert "8 dialogues" in result.out and re.search(r"dDPO 2 steps, train loss \d", result.out)
+    # The closing lines name every step's folder, then the before/after table.
+    for step in ("ultrachat", "cleaning", "feedback", "sft", "dpo", "compare"):
+        assert re.search(rf"^  {step} +\S", result.out, re.M), step
+    assert "| dSFT | 50.0% | 0 | 2 | 0 | 0 |" in result.out and "| dDPO | 50.0% | 0 | 2 | 0 | 0 |" in result.out
+    side_by_side = (out / "compare" / "before_after.md").read_text()
+    assert side_by_side.count("**Prompt:**") == 2 and side_by_side.count("**dDPO:**") == 2
+    assert side_by_side.count("**base:**") == 2
     # Each step wrote what its own command writes.
     dialogues = datasets.load_dataset(str(out / "ultrachat"), split="train_sft")
     clean = datasets.load_dataset(str(out / "ultrachat-clean"), split="train_sft")
@@ -78,11 +90,11 @@ def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path,
     assert (out / "dpo" / "model.safetensors").exists() and (out / "dpo" / "README.md").exists()
     # Again: the data comes from the caches, and no stage trains a second time.
     before = (out / "dpo" / "train_metrics.json").read_text()
-    again = zephyr(cli, monkeypatch, out, *cpu_training(base_model))
+    again = zephyr(cli, monkeypatch, out, *cpu_training(base_model), *compare)
     assert again.code == 0, again.err
-    assert "4/5 dSFT: done before" in again.err and "5/5 dDPO: done before" in again.err
+    assert "4/6 dSFT: done before" in again.err and "5/6 dDPO: done before" in again.err
     assert (out / "dpo" / "train_metrics.json").read_text() == before
-    for step in ("ultrachat", "feedback"):  # nothing asked twice
+    for step in ("ultrachat", "feedback", "compare"):  # nothing asked twice
         assert json.loads((out / step / "stats.json").read_text())["last_session"]["requests"] == 0
 
 
@@ -223,3 +235,41 @@ def test_a_dry_run_refuses_an_output_that_is_a_file(cli, tmp_path):
     (tmp_path / "z").write_text("not a folder")
     result = cli("zephyr", "--backend", "fake", "--pool", "a,b", "--stop-after", "data", "--dry-run", "-o", tmp_path / "z")
     assert_one_line_error(result, "is a file")
+
+
+def test_the_cpu_profile_sets_defaults_and_whatever_is_given_wins(tmp_path):
+    from distill.pipelines.zephyr import CPU_PROFILE, ZephyrConfig
+
+    profile = ZephyrConfig.model_validate({"profile": "cpu", "output": tmp_path})
+    assert (profile.backend, profile.model, profile.base_model, profile.preset) == \
+        ("llamacpp", "smollm2-135m-instruct", "gemma3-270m", "cpu")
+    assert [s.model for s in profile.pool] == ["gemma3-270m", "smollm2-135m-instruct"]
+    assert profile.compare_prompts == "builtin" and profile.ultrachat == CPU_PROFILE["ultrachat"]
+    given = ZephyrConfig.model_validate({"profile": "cpu", "output": tmp_path, "dialogues": 3, "base_model": "x",
+                                         "ultrachat": {"max_new_tokens": 99}, "pairwise": {"limit": 1}})
+    assert (given.dialogues, given.base_model) == (3, "x")
+    assert given.ultrachat == {**CPU_PROFILE["ultrachat"], "max_new_tokens": 99}  # merged key by key
+    assert given.pairwise == {**CPU_PROFILE["pairwise"], "limit": 1}
+    # A teacher on a server: the profile does not put it on the embedded backend.
+    served = ZephyrConfig.model_validate({"profile": "cpu", "output": tmp_path, "base_url": ["http://h:8000/v1"]})
+    assert served.backend is None and served.model is None
+    # Without the profile nothing changes.
+    plain = ZephyrConfig.model_validate({"output": tmp_path, "pool": ["a", "b"]})
+    assert (plain.base_model, plain.preset, plain.compare_prompts, plain.dialogues) == \
+        ("mistralai/Mistral-7B-v0.1", "handbook", None, 1000)
+
+
+def test_the_cpu_profile_dry_run_names_six_steps_and_the_cpu_recipes(cli, tmp_path):
+    pytest.importorskip("llama_cpp")
+    from distill import embedded
+
+    if not all(embedded.MODELS[m].installed() for m in (embedded.BASE, embedded.INSTRUCT)):
+        pytest.skip("the profile needs both embedded models")
+    result = cli("zephyr", "--profile", "cpu", "-o", tmp_path / "z", "--dry-run")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert [line[:4] for line in lines if re.match(r"\d/6 ", line)] == ["1/6 ", "2/6 ", "3/6 ", "4/6 ", "5/6 ", "6/6 "]
+    assert "16 dialogues by smollm2-135m-instruct" in result.out and "2 of 2 pool models" in result.out
+    assert re.search(r"4/6 sft: gemma3-270m, lora, Zephyr's chat template", result.out)
+    assert "compare_prompts.jsonl answered by gemma3-270m, dSFT and dDPO" in result.out
+    assert not (tmp_path / "z").exists()

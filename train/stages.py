@@ -284,6 +284,7 @@ def train(recipe: Recipe, checked: Preflight | None = None) -> dict[str, Any]:
     if eval_data is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model(str(recipe.output_dir))
+    trainer.save_state()  # trainer_state.json: the log history (losses, DPO's reward accuracies) beside the model
     if trainer.is_world_process_zero():
         merged = recipe.peft.method != "none" and adapter_base(recipe.model) is not None
         if merged:

@@ -182,6 +182,8 @@ class LlamaCppBackend:
             raise ConfigError(f"cannot load GGUF model {path}: {err}") from None
         self.path = path
         self.model = public_name(str(model))
+        known = embedded_model(self.model)
+        self.frequency_penalty = known.frequency_penalty if known else None  # the model's own default
         self.has_chat_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         self._lock = threading.Lock()  # one generation at a time; freeing the model waits for it
         self._closing = threading.Event()  # set by aclose: stop the generation running, start none
@@ -207,6 +209,10 @@ class LlamaCppBackend:
         sampling = {"temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens, "seed": request_seed(request)}
         if p.presence_penalty is not None:
             sampling["presence_penalty"] = p.presence_penalty
+        if p.frequency_penalty is not None:
+            sampling["frequency_penalty"] = p.frequency_penalty
+        elif self.frequency_penalty is not None and request.json_schema is None:
+            sampling["frequency_penalty"] = self.frequency_penalty
         if request.json_schema is not None:
             sampling["grammar"] = self._grammar(request.json_schema)
         with self._lock:
@@ -215,7 +221,11 @@ class LlamaCppBackend:
             self._empty_context()
             self.llm.stop_check = stopped
             try:
-                if request.messages is not None and self.has_chat_template:
+                if request.messages is not None and self.has_chat_template and request.answer_prefix:
+                    prompt, stops = self._prefilled(request.messages, request.answer_prefix)
+                    out = self.llm.create_completion(prompt, stop=list(p.stop) + stops, **sampling)
+                    text = request.answer_prefix + out["choices"][0]["text"]
+                elif request.messages is not None and self.has_chat_template:
                     out = self.llm.create_chat_completion(messages=list(request.messages), stop=list(p.stop) or None, **sampling)
                     text = out["choices"][0]["message"]["content"] or ""
                 else:
@@ -240,6 +250,19 @@ class LlamaCppBackend:
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
             model=self.model,
         )
+
+    def _prefilled(self, messages, prefix: str) -> tuple[list[int], list[str]]:
+        """The chat rendered by the model's own template up to the assistant's turn, then the
+        answer's prefix (the model continues it), as tokens; and the stop strings the template
+        ends a turn with. The same rendering and tokenizing as llama-cpp-python's chat handler."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos, bos = (self.llm.detokenize([token], special=True).decode("utf-8", "ignore") if token >= 0 else ""
+                    for token in (self.llm.token_eos(), self.llm.token_bos()))
+        formatted = Jinja2ChatFormatter(self.llm.metadata["tokenizer.chat_template"], eos, bos)(messages=list(messages))
+        tokens = self.llm.tokenize((formatted.prompt + prefix).encode("utf-8"), add_bos=not formatted.added_special,
+                                   special=True)
+        return tokens, [stop for stop in ([formatted.stop] if isinstance(formatted.stop, str) else formatted.stop or [])]
 
     def _grammar(self, schema: dict):
         """A llama.cpp grammar that only lets the model write JSON of this schema (cached)."""

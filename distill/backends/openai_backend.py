@@ -15,11 +15,23 @@ What each endpoint has shown of itself is remembered for the session:
   changes a cache key (keys come from the Request, not from the HTTP body);
 - whether it ever answered: a first connection refused outright fails at once ("is the
   server running?") instead of after minutes of retries, while an endpoint that answered
-  before is waited for through the full retry policy (a server restarting mid-run).
+  before is waited for through the full retry policy (a server restarting mid-run);
+- whether it continues an assistant prefill (a request's `answer_prefix`, "1." for a
+  list): learned once, from the `owned_by` of GET /v1/models, before the first request
+  with a prefix. vLLM ("vllm") is sent the prefix as a trailing assistant message with
+  `continue_final_message: true, add_generation_prompt: false`; llama.cpp's llama-server
+  ("llamacpp") continues a trailing assistant message by itself. Both answer with the
+  continuation only, so the reply is returned as prefix + text, as the in-process
+  backends that prefill return it. Every other endpoint (OpenAI's API; llama-cpp-python's llama_cpp.server,
+  "me", which renders a trailing assistant message as a finished turn and opens a new
+  one) is sent no prefix: the prompt's own instruction does the work. An endpoint that
+  refuses the prefill (an HTTP error naming it, as llama-server does for a thinking
+  model) is sent none from then on, said once. The prefill never changes a cache key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -68,9 +80,18 @@ def response_format(schema: dict[str, Any], form: int = JSON_SCHEMA) -> dict[str
     return None
 
 
-def request_body(request: Request, form: int = JSON_SCHEMA) -> tuple[str, dict[str, Any]]:
+# How each kind of server (the `owned_by` of its GET /v1/models) is asked to continue a
+# trailing assistant message: the extra body fields it needs. Kinds not named get no prefill.
+PREFILL_FIELDS: dict[str, dict[str, Any]] = {
+    "vllm": {"continue_final_message": True, "add_generation_prompt": False},
+    "llamacpp": {},  # llama.cpp's llama-server prefills a trailing assistant message by default
+}
+
+
+def request_body(request: Request, form: int = JSON_SCHEMA, prefill: str | None = None) -> tuple[str, dict[str, Any]]:
     """The route and JSON body of a request, as the chat or completions API takes it (a JSON
-    schema sent in the given form of response_format)."""
+    schema sent in the given form of response_format; the answer prefix, for a server of
+    kind `prefill` (a key of PREFILL_FIELDS), as a trailing assistant message to continue)."""
     p = request.params
     body: dict[str, Any] = {"model": request.model, "temperature": p.temperature, "top_p": p.top_p, "max_tokens": p.max_tokens}
     if p.stop:
@@ -79,13 +100,19 @@ def request_body(request: Request, form: int = JSON_SCHEMA) -> tuple[str, dict[s
         body["seed"] = p.seed
     if p.presence_penalty is not None:
         body["presence_penalty"] = p.presence_penalty
+    if p.frequency_penalty is not None:
+        body["frequency_penalty"] = p.frequency_penalty
     if request.messages is None:
         return "/v1/completions", {**body, "prompt": request.prompt}
     if request.json_schema is not None:
         fmt = response_format(request.json_schema, form)
         if fmt is not None:
             body["response_format"] = fmt
-    return "/v1/chat/completions", {**body, "messages": list(request.messages)}
+    messages = list(request.messages)
+    if prefill is not None and request.answer_prefix:
+        messages.append({"role": "assistant", "content": request.answer_prefix})
+        body.update(PREFILL_FIELDS[prefill])
+    return "/v1/chat/completions", {**body, "messages": messages}
 
 
 def response_from_body(data: dict[str, Any], request: Request) -> Response:
@@ -109,6 +136,10 @@ class _Endpoint:
         self.refused: list[str] = []  # the forms it refused, with the HTTP status
         self.told = JSON_SCHEMA  # the form the user was last told it is sent
         self.answered = False  # whether it ever answered (any HTTP reply, an error status too)
+        # The kind of server, for the prefill (a key of PREFILL_FIELDS, or "" for one that gets
+        # none); None until learned. OpenAI's own API does not prefill: nothing to ask it.
+        self.kind: str | None = "" if base_url is None else None
+        self.learning: asyncio.Lock | None = None
 
 
 class OpenAIBackend:
@@ -169,17 +200,43 @@ class OpenAIBackend:
         finally:
             endpoint.in_flight -= 1
 
+    async def _kind(self, endpoint: _Endpoint, request: Request) -> str | None:
+        """The endpoint's kind when this request would be prefilled (a key of PREFILL_FIELDS),
+        else None. Learned from GET /v1/models once per session: an endpoint that answers it
+        with an error, or with an owner that is no known server, gets no prefill."""
+        if not request.answer_prefix or request.messages is None:
+            return None
+        if endpoint.kind is None:
+            endpoint.learning = endpoint.learning or asyncio.Lock()
+            async with endpoint.learning:
+                if endpoint.kind is None:
+                    try:
+                        page = await endpoint.client.models.list()
+                        owners = {getattr(model, "owned_by", None) for model in page.data}
+                        endpoint.kind = next((kind for kind in PREFILL_FIELDS if kind in owners), "")
+                    except openai.APIConnectionError:
+                        return None  # not reachable now: the request itself will say so; learn it later
+                    except (openai.APIError, ValueError, TypeError, AttributeError):
+                        endpoint.kind = ""  # no model list to read: no prefill
+        return endpoint.kind or None
+
     async def _call(self, endpoint: _Endpoint, request: Request) -> Response:
         where = endpoint.base_url or "the OpenAI API"
-        while True:  # at most once per form of response_format: each refusal moves the endpoint on
+        prefill = await self._kind(endpoint, request)
+        while True:  # at most once per form of response_format (and once for the prefill): each refusal moves on
             form = endpoint.form
-            route, body = request_body(request, form)
+            if prefill is not None and not endpoint.kind:
+                prefill = None  # the endpoint refused a prefill meanwhile
+            route, body = request_body(request, form, prefill)
+            extra = {name: body.pop(name) for name in PREFILL_FIELDS.get(prefill or "", {})}
             try:
                 if route == "/v1/chat/completions":
-                    raw = await endpoint.client.chat.completions.create(**body)
+                    raw = await endpoint.client.chat.completions.create(**body, extra_body=extra or None)
                     endpoint.answered = True
                     choice = raw.choices[0]
                     text = choice.message.content
+                    if prefill is not None and text is not None:
+                        text = request.answer_prefix + text  # the server returns the continuation only
                 else:
                     raw = await endpoint.client.completions.create(**body)
                     endpoint.answered = True
@@ -200,6 +257,13 @@ class OpenAIBackend:
                 endpoint.answered = True
                 if "response_format" in body and refuses_format(err):
                     self._fall_back(endpoint, form, err.status_code)
+                    continue
+                if prefill is not None and refuses_prefill(err):
+                    if endpoint.kind:
+                        endpoint.kind = ""
+                        warn(f"{where} refused an assistant prefill (HTTP {err.status_code}): answers are asked "
+                             "without one from now on")
+                    prefill = None
                     continue
                 raise api_error(err, where, request.model) from err
             except openai.APIConnectionError as err:
@@ -234,9 +298,9 @@ class OpenAIBackend:
             await endpoint.client.close()
 
 
-def refuses_format(err: openai.APIStatusError) -> bool:
-    """Whether an HTTP error is the server refusing the request's response_format: an error
-    status (not a rate limit, a timeout, a key or a route) whose body names it."""
+def _names(err: openai.APIStatusError, names: tuple[str, ...]) -> bool:
+    """Whether an HTTP error is the server refusing something in the request: an error
+    status (not a rate limit, a timeout, a key or a route) whose body names one of `names`."""
     if err.status_code < 400 or err.status_code in (401, 403, 404, 408, 429):
         return False
     try:
@@ -244,4 +308,14 @@ def refuses_format(err: openai.APIStatusError) -> bool:
     except (TypeError, ValueError):
         body = str(err.body)
     text = f"{getattr(err, 'message', '')} {body}".lower()
-    return any(name in text for name in ("response_format", "json_schema", "response format"))
+    return any(name in text for name in names)
+
+
+def refuses_format(err: openai.APIStatusError) -> bool:
+    """Whether an HTTP error is the server refusing the request's response_format."""
+    return _names(err, ("response_format", "json_schema", "response format"))
+
+
+def refuses_prefill(err: openai.APIStatusError) -> bool:
+    """Whether an HTTP error is the server refusing the request's assistant prefill."""
+    return _names(err, ("prefill", "continue_final_message"))

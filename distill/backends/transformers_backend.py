@@ -1,8 +1,9 @@
 """A local Hugging Face model folder in-process through transformers (CPU or GPU), batched.
 
 How a just-trained checkpoint answers questions when there is no vLLM: `--backend
-transformers --model FOLDER` (a folder with config.json, weights and tokenizer; nothing is
-fetched from the Hub). It runs on CUDA when there is a GPU (dtype "auto": the checkpoint's
+transformers --model FOLDER` (a folder with config.json, weights and tokenizer, or a LoRA
+adapter with its tokenizer, merged on load into the local base it names; nothing is fetched
+from the Hub). It runs on CUDA when there is a GPU (dtype "auto": the checkpoint's
 own), else on the CPU in float32 (bfloat16 matmuls are slow or missing on most CPUs).
 
 Chat requests go through the tokenizer's chat template; a model without one (a base model)
@@ -12,7 +13,7 @@ grammar): pipelines parse replies tolerantly.
 
 Batching: the requests waiting when the model is free are generated together, up to
 `max_batch`, in one left-padded `generate` call. Sampling is done per row by a logits
-processor (temperature, top_p, presence penalty, and a torch.Generator seeded per request as
+processor (temperature, top_p, presence and frequency penalties, and a torch.Generator seeded per request as
 llamacpp's `request_seed`), and each row ends on its own (end of text, a stop string, its own
 max_tokens), so requests with different sampling parameters share a batch. Whether batching
 changes an answer is measured in tests/test_transformers_backend.py: see `max_batch`.
@@ -65,9 +66,11 @@ def _row_sampler(jobs: list[_Job], prompt_width: int, device):
             chosen = torch.full_like(scores, float("-inf"))
             for row, (p, generator) in enumerate(zip(self.params, self.generators)):
                 logits = scores[row].float()
-                if p.presence_penalty and input_ids.shape[1] > prompt_width:
+                if (p.presence_penalty or p.frequency_penalty) and input_ids.shape[1] > prompt_width:
+                    # OpenAI's definition: presence once per token already generated, frequency per time.
+                    tokens, counts = input_ids[row, prompt_width:].unique(return_counts=True)
                     logits = logits.clone()
-                    logits[input_ids[row, prompt_width:].unique()] -= p.presence_penalty
+                    logits[tokens] -= (p.presence_penalty or 0) + (p.frequency_penalty or 0) * counts.to(logits.dtype)
                 if p.temperature == 0:
                     token = logits.argmax()
                 else:
@@ -138,6 +141,21 @@ def _transformers_quiet():
             logging.enable_progress_bar()
 
 
+def _load(path: Path, adapter: bool, dtype):
+    """The model of a folder; a LoRA adapter (a LoRA training's output) is merged into its local base."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    if not adapter:
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+    from peft import PeftModel
+
+    base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=dtype)
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+
+
 class TransformersBackend:
     name = "transformers"
     max_concurrency = None  # requests queue here and are batched; the client's own limit applies
@@ -146,9 +164,10 @@ class TransformersBackend:
         if not model:
             raise ConfigError("the transformers backend needs --model FOLDER (a local Hugging Face model folder)")
         path = Path(model).expanduser()
-        if not (path / "config.json").is_file():
+        adapter = not (path / "config.json").is_file() and (path / "adapter_config.json").is_file()
+        if not (path / "config.json").is_file() and not adapter:
             raise ConfigError(f"{path} is not a model folder (no config.json): the transformers backend takes "
-                              "--model FOLDER, a local Hugging Face model folder")
+                              "--model FOLDER, a local Hugging Face model folder or LoRA adapter")
         try:
             import torch
             import transformers
@@ -160,9 +179,8 @@ class TransformersBackend:
         try:
             with _transformers_quiet():  # no load reports or progress bars on the user's terminal
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-                self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                    path, local_files_only=True, dtype="auto" if self.device == "cuda" else torch.float32
-                ).to(self.device).eval()
+                self.model = _load(path, adapter, dtype="auto" if self.device == "cuda" else torch.float32)
+                self.model = self.model.to(self.device).eval()
         except Exception as err:  # noqa: BLE001 - a broken folder fails in many ways (OSError, ValueError, safetensors...)
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ConfigError(f"cannot load model folder {path}: {first}") from None

@@ -35,6 +35,7 @@ def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
         "stop": list(params.stop),
         "seed": params.seed,
         **({"presence_penalty": params.presence_penalty} if params.presence_penalty is not None else {}),
+        **({"frequency_penalty": params.frequency_penalty} if params.frequency_penalty is not None else {}),
     }
 
 

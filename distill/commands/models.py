@@ -17,6 +17,7 @@ def models(as_json: bool) -> None:
     rows = [{
         "name": m.name, "kind": m.kind, "parameters": m.parameters, "quantization": m.quantization,
         "size_mb": m.size_mb, "licence": m.licence, "package": m.package, "installed": m.installed(),
+        "frequency_penalty": m.frequency_penalty,
         "default_for": [f"distill {d.command}" for d in methods().values() if d.embedded_default == m.name],
     } for m in MODELS.values()]
     if as_json:

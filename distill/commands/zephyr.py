@@ -8,9 +8,11 @@ HELP = """The Zephyr-7B recipe in one command: UltraChat dialogues, cleaning, Ul
 then dSFT and dDPO of the base model.
 
 --model is the teacher (the dialogues' assistant and user, and the judge unless --judge); each
-step writes its own directory under -o (ultrachat, ultrachat-clean, feedback, sft, dpo). The same
-command again resumes where it stopped. Options of the steps beyond these go in --config (keys
-`ultrachat:` and `ultrafeedback:`)."""
+step writes its own directory under -o (ultrachat, ultrachat-clean, feedback, sft, dpo, and compare
+when there are held-out prompts to compare the models on). The same command again resumes where it
+stopped. --profile cpu runs the whole recipe offline on a laptop CPU with the embedded models.
+Options of the steps beyond these go in --config (keys `ultrachat:`, `ultrafeedback:` and
+`pairwise:`)."""
 
 
 def run(config, dry_run: bool) -> None:
@@ -21,11 +23,26 @@ def run(config, dry_run: bool) -> None:
             click.echo(line)
         return
     summary = recipe.run(config, lambda line: click.echo(line, err=True))
-    parts = [f"{summary['dialogues']} dialogues", f"{summary['prompts_rated']} prompts rated"]
-    parts += [f"{stage} train loss {summary[key]:.4f}" for stage, key in (("dSFT", "sft_train_loss"), ("dDPO", "dpo_train_loss"))
-              if summary.get(key) is not None]
-    click.echo(f"done: {', '.join(parts)}; everything in {config.output}/")
+    parts = [f"{summary['dialogues']} dialogues ({summary['dialogues_kept']} kept for dSFT)",
+             f"{summary['prompts_rated']} prompts rated ({summary['pairs']} pairs)"]
+    for stage, label in (("sft", "dSFT"), ("dpo", "dDPO")):
+        report = summary.get(stage)
+        if report:
+            said = [f"{report['steps']} steps" if report["steps"] is not None else None,
+                    f"train loss {report['train_loss']:.4f}" if report["train_loss"] is not None else None,
+                    f"reward accuracy {report['reward_accuracy']:.2f}" if report["reward_accuracy"] is not None else None]
+            parts.append(f"{label} {', '.join(p for p in said if p)}")
+    click.echo(f"done: {'; '.join(parts)}")
+    for step, path in summary["artefacts"].items():
+        took = summary["seconds"].get(step)
+        click.echo(f"  {step:<10} {path}" + (f"  ({took:.0f} s)" if took is not None else ""))
+    if "compare" in summary:
+        from distill.pipelines.pairwise import table_lines
 
+        click.echo("")
+        for line in table_lines(summary["compare"]["table"], "base"):
+            click.echo(line)
+        click.echo(f"answers side by side: {summary['compare']['file']}")
 
 def _zephyr() -> click.Command:
     from distill.pipelines.zephyr import ZephyrConfig

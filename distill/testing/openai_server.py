@@ -8,6 +8,10 @@ Batch API (/v1/files, /v1/batches): a batch ends after `batch_polls` looks at it
 200, or None to leave it unanswered (the batch then ends "expired"). `refuse_formats` names
 the types of response_format it refuses with a 500 whose body names response_format, as
 llama-cpp-python's server refuses json_schema; `stats.formats` counts the types it received.
+`owned_by` is what GET /v1/models says owns its model, as a kind of server tells itself
+("vllm", "llamacpp" for llama.cpp's llama-server, "me" for llama-cpp-python's server);
+`stats.models_listed` counts those GETs; with `list_models=False` it answers them 404. `status(body)`
+may give a status and the error's message, as a (status, message) pair.
 
 In a test:    with LoopbackServer(faults=FaultPlan(rates={"429": 0.2})) as server: ...server.url...
 Standalone:   python -m distill.testing.openai_server --latency 0.02   (prints its URL)
@@ -82,6 +86,7 @@ class ServerStats:
     keys_seen: list = field(default_factory=list)  # the Authorization header of each chat/completions request
     formats: Counter = field(default_factory=Counter)  # type of response_format received ("none": without one)
     refused_formats: int = 0  # requests refused for their response_format
+    models_listed: int = 0  # GET /v1/models received
 
     @property
     def answered_total(self) -> int:
@@ -98,8 +103,10 @@ class LoopbackServer:
         port: int = 0,
         usage_factor: float = 1.0,
         echo_headers: bool = False,
-        status: Callable[[dict], int | None] | None = None,
+        status: Callable[[dict], int | tuple[int, str] | None] | None = None,
         refuse_formats: tuple[str, ...] = (),
+        owned_by: str | None = None,
+        list_models: bool = True,
     ):
         self.reply = reply
         self.latency = latency
@@ -107,8 +114,10 @@ class LoopbackServer:
         # headers (the Authorization header among them) into every error body, as some proxies do.
         self.usage_factor = usage_factor
         self.echo_headers = echo_headers
-        self.status = status  # a scripted HTTP status for a request body (None: answer it)
+        self.status = status  # a scripted HTTP status (and message) for a request body (None: answer it)
         self.refuse_formats = tuple(refuse_formats)  # types of response_format answered with a 500
+        self.owned_by = owned_by  # the owner GET /v1/models names (None: no owned_by field)
+        self.list_models = list_models
         self.batch_polls = 1
         self.hold_batches = False
         self.failing_polls = 0  # the next this many looks at a batch answer 500
@@ -230,7 +239,14 @@ class LoopbackServer:
         return {k: v for k, v in batch.items() if k != "polls"}
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+        with self._lock:
+            self.stats.models_listed += 1
+        if not self.list_models:
+            return self._error(request, f"no route {request.method} {request.path}", 404)
+        model = {"id": "loopback", "object": "model"}
+        if self.owned_by is not None:
+            model["owned_by"] = self.owned_by
+        return web.json_response({"object": "list", "data": [model]})
 
     def _error(self, request: web.Request, message: str, status: int, **kwargs) -> web.Response:
         if self.echo_headers:
@@ -260,7 +276,8 @@ class LoopbackServer:
                 return self._refuse_format(request, fmt)
             scripted = self.status(body) if self.status else None
             if scripted:
-                return self._error(request, f"scripted {scripted}", scripted)
+                code, message = scripted if isinstance(scripted, tuple) else (scripted, f"scripted {scripted}")
+                return self._error(request, message, code)
             fault = self.faults.pick(key, attempt)
             if fault:
                 with self._lock:
