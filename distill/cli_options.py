@@ -74,6 +74,8 @@ def option_for(name: str, field: FieldInfo, toggle: bool = False) -> click.Optio
     annotation, _ = _plain(field.annotation)
     flag = "--" + name.replace("_", "-")
     decls = [extra["short"], flag] if extra.get("short") else [flag]
+    if extra.get("alias"):
+        decls.append(extra["alias"])
     help_text = field.description or ""
     shown = default_text(field)
     if shown is not None:

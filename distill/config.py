@@ -21,12 +21,13 @@ BATCH_IN_FLIGHT = 10_000  # requests gathered into batches at once when --batch-
 
 
 def cli(short: str | None = None, *, show: str | None = None, repeat: bool = False, comma: bool = False,
-        off: str | None = None, yaml_only: bool = False) -> dict:
+        off: str | None = None, yaml_only: bool = False, alias: str | None = None) -> dict:
     """How a config field appears on the command line (its `json_schema_extra`): a short flag
     (`-n`), how --help states its default when the value alone would not say it (`show`), a
     mapping taken as a repeatable flag (`repeat`), a list given as one comma-separated flag
     rather than a repeated one (`comma`), the name of a flag's off form where both are shown
-    (`off`), or no flag at all, for values only a --config YAML can give (`yaml_only`)."""
+    (`off`), no flag at all, for values only a --config YAML can give (`yaml_only`), or a second
+    long flag for the same field, where a command names the thing it reads (`alias="--questions"`)."""
     extra: dict[str, Any] = {}
     if short:
         extra["short"] = short
@@ -40,6 +41,8 @@ def cli(short: str | None = None, *, show: str | None = None, repeat: bool = Fal
         extra["off"] = off
     if yaml_only:
         extra["yaml_only"] = True
+    if alias:
+        extra["alias"] = alias
     return extra
 BackendName = Literal["llamacpp", "openai", "vllm", "transformers", "fake"]  # the one list of backends
 BACKENDS: tuple[str, ...] = typing.get_args(BackendName)

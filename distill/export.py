@@ -61,6 +61,7 @@ class Built:
     filters: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     card_notes: list[str] = field(default_factory=list)  # paragraphs for the card, e.g. a binarization rule
+    reports: dict[str, bytes] = field(default_factory=dict)  # file name -> content, for RUN_DIR/results/
 
 
 @dataclass
@@ -256,6 +257,33 @@ def write_configs(run_path: Path, configs: list[DatasetConfig], jsonl: bool = Fa
 
     own(run_path, [f for c in configs for f in c.folders])  # so that --fresh removes gen/ too
     return written
+
+
+def write_reports(run_path: Path, reports: dict[str, bytes]) -> None:
+    """Replace RUN_DIR/results/ with these files (an evaluation's results.md and charts),
+    swapped in whole once every file is written; no reports leave no folder."""
+    from distill.run_dir import RESULTS
+
+    run_path = Path(run_path)
+    target, staging = run_path / RESULTS, run_path / f".{RESULTS}"
+    written = staging
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        if reports:
+            staging.mkdir()
+            for name, content in reports.items():
+                if "/" in name or name.startswith("."):
+                    raise ValueError(f"a report file name is one plain name, not {name!r}")
+                written = staging / name
+                written.write_bytes(content)
+        written = target
+        shutil.rmtree(target, ignore_errors=True)
+        if reports:
+            os.replace(staging, target)
+    except OSError as err:
+        raise write_error(err, getattr(err, "filename", None) or written) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_staged(staging: Path, configs: list[DatasetConfig], jsonl: bool) -> list[Written]:

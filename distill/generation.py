@@ -24,7 +24,7 @@ from distill.card import MethodCard, public_input, public_value, render_card
 from distill.client import Client, RetryPolicy
 from distill.config import PLAN_DIGESTS, EngineConfig
 from distill.errors import DistillError, StoppedEarly
-from distill.export import Built, DatasetConfig, dataset_rows, write_configs
+from distill.export import Built, DatasetConfig, dataset_rows, write_configs, write_reports
 from distill.items import INPUT_HASH, Outcome, current, run_items
 from distill.progress import Progress
 from distill.ratelimit import RateLimiter
@@ -260,6 +260,7 @@ def export(run: RunDir, built: Built, config: EngineConfig, method: MethodCard, 
         notes.append(f"The test splits hold {share}, drawn with the seed; all rows of a prompt stay on one side.")
     card = render_card(method, configs, written, settings, stats, models, notes, local_path=shown_path(run.path))
     write_atomic(run.path / "README.md", card)
+    write_reports(run.path, built.reports)
     if empty:
         kept = ", ".join(f"{c.folder}/" for c in configs)
         raise DistillError(f"no row of the dataset survived post-processing (see {run.path / 'stats.json'}); "

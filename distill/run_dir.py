@@ -11,6 +11,7 @@
     RUN_DIR/jsonl/          the same as JSON Lines, with --format jsonl
     RUN_DIR/.export/        an export being written, swapped in whole when it is done
     RUN_DIR/README.md       its dataset card
+    RUN_DIR/results/        an evaluation's report: results.md and its charts (PNG)
     RUN_DIR/stats.json      counts, tokens, cost, time
 
 `distill filter -o` folders are written through `RunDir.open_output` (mark, lock, staged
@@ -48,10 +49,11 @@ DATA = "data"
 JSONL = "jsonl"
 BATCHES = "batches.jsonl"
 STAGING = ".export"
+RESULTS = "results"
 # Everything distill may write at the top of a run directory; --fresh deletes these and
 # the dataset folders its mark lists, and nothing else.
 RUN_FILES = (CONFIG, CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal", RECORDS, FAILED, STATS, CARD,
-             DATA, JSONL, BATCHES, STAGING)
+             DATA, JSONL, BATCHES, STAGING, RESULTS, f".{RESULTS}")
 
 
 def write_atomic(path: Path, text: str) -> None:

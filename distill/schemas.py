@@ -72,6 +72,21 @@ PAIRWISE = Features({
     "outcome": Value("string"),  # win, tie, loss or unjudged
 })
 
+# `distill eval mt-bench`: a model's two answers to a two-turn question, each graded 1-10 by the judge.
+MT_BENCH = Features({
+    "question_id": Value("string"),
+    "category": Value("string"),
+    "model": Value("string"),
+    "turns": List(Value("string")),  # the two user turns
+    "answers": List(Value("string")),  # the model's answer to each
+    "reference": List(Value("string")),  # per turn, for math, reasoning and coding; else empty
+    "reference_source": Value("string"),  # "question", "judge", "question+judge", or null: no reference
+    "judge": Value("string"),
+    "judge_replies": List(Value("string")),  # the grading of turn 1, then of turn 2
+    "score_turn_1": Value("float64"),  # 1-10, or null: no rating could be read
+    "score_turn_2": Value("float64"),
+})
+
 
 def with_provenance(core: Features, **columns: object) -> Features:
     """Core columns first, then provenance columns (name=datasets feature)."""

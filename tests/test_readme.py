@@ -219,12 +219,24 @@ COMMANDS: dict[str, How] = {
                         check_server(ctx, "openai")),
         openai_env=True,
     ),
-    "distill eval pairwise --input examples/prompts.jsonl --models smollm2-135m-instruct --baseline gemma3-270m "
+    "distill eval pairwise --prompts examples/prompts.jsonl --models smollm2-135m-instruct --baseline gemma3-270m "
     "-o runs/pairwise": How(
         "both embedded llama.cpp models for real (SmolLM2 also judges, through its JSON grammar)",
-        lambda ctx, r: check_rows(ctx, "runs/pairwise", "train", exactly=2),
-        subs=(Sub("--input examples/prompts.jsonl", "--input examples/prompts.jsonl -n 2 --max-new-tokens 48",
+        lambda ctx, r: (check_rows(ctx, "runs/pairwise", "train", exactly=2), check_results(ctx, "runs/pairwise")),
+        subs=(Sub("--prompts examples/prompts.jsonl", "--prompts examples/prompts.jsonl -n 2 --max-new-tokens 48",
                   "two prompts and short answers show the command works on the real models"),),
+    ),
+    "distill eval pairwise --prompts examples/reference_answers.jsonl --baseline-column output --models MODEL "
+    "--judge JUDGE -o runs/reference": How(
+        "the fake backend answers for MODEL and JUDGE; the baseline is the file's own answers",
+        lambda ctx, r: (check_rows(ctx, "runs/reference", "train", exactly=3), check_results(ctx, "runs/reference")),
+        subs=(Sub("--models MODEL --judge JUDGE", "--models model --judge judge --backend fake", FAKE_FOR_SYNOPSIS),),
+    ),
+    "distill eval mt-bench --models smollm2-135m-instruct,gemma3-270m --questions smoke -o runs/mt-bench": How(
+        "both embedded llama.cpp models for real, SmolLM2 also judging",
+        lambda ctx, r: (check_rows(ctx, "runs/mt-bench", "train", exactly=4), check_results(ctx, "runs/mt-bench")),
+        subs=(Sub("--questions smoke", "--questions smoke -n 2 --max-new-tokens 32 --judge-max-new-tokens 64",
+                  "two questions and short answers show the command works on the real models"),),
     ),
     "distill filter dedup runs/ultrachat -o runs/ultrachat-dedup [--column messages] [--threshold 0.7] [--num-perm 128] [--ngram 5]": How(
         "synopsis: flags checked against --help, then run with every option (no model)",
@@ -319,12 +331,13 @@ OTHER_COMMANDS: dict[str, str] = {
     "python3 -m venv .venv": INSTALL,
     ". .venv/bin/activate": INSTALL,
     "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install '.[local]'": INSTALL,
-    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install torch==2.13.0 -e '.[local,dev,train]'": INSTALL,
+    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install torch==2.13.0 -e '.[local,dev,train,eval]'": INSTALL,
     "HF_HUB_OFFLINE=1 python -m pytest": "ci: the second quickstart command, whole, is what .ci/run runs (checked)",
     "pip install .": INSTALL,
     "pip install '.[local]'": INSTALL,
     "pip install '.[vllm]'": INSTALL,
     "pip install '.[train]'": INSTALL,
+    "pip install '.[eval]'": INSTALL,
     "pip install '.[dev]'": INSTALL,
     "export OPENAI_API_KEY=...": f"env: run in order, with ... = {KEY}",
     "export OPENAI_API_KEY=EMPTY": "env: run in order, as written",
@@ -586,6 +599,13 @@ def split_rows(run: Path, split: str | None = None) -> int:
 def check_rows(ctx: Ctx, rel: str, split: str | None = None, exactly: int | None = None) -> None:
     rows = split_rows(ctx.path(rel), split)
     assert rows > 0 and (exactly is None or rows == exactly), (rel, split, rows, exactly)
+
+
+def check_results(ctx: Ctx, rel: str) -> None:
+    """An evaluation wrote its report and a chart into results/."""
+    results = ctx.path(rel) / "results"
+    assert (results / "results.md").is_file(), rel
+    assert any(path.read_bytes().startswith(b"\x89PNG") for path in results.glob("*.png")), rel
 
 
 def check_server(ctx: Ctx, name: str, key: str | None = None) -> None:

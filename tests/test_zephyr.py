@@ -24,6 +24,8 @@ def teacher(request):
     last = messages[-1]["content"]
     if last.startswith("Request:"):  # the before/after judge: the first answer, in either order (all ties)
         return '{"better": "A"}'
+    if "[Assistant's answer]" in last or "[Conversation with the assistant]" in last:  # the eval step's judge
+        return "Plain but correct. Rating: [[6]]"
     if last.startswith("You are judging"):
         return judge_json(last, lambda text, position: quality(text))
     if re.fullmatch(r"m\d", request.model):
@@ -61,19 +63,31 @@ def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path,
     out = tmp_path / "zephyr"
     held_out = tmp_path / "held_out.jsonl"
     held_out.write_text('{"prompt": "Where do rivers flow?"}\n{"prompt": "What does a mill grind?"}\n')
-    compare = ["--compare-prompts", held_out]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "category": "writing", "turns": ["Write a line.", "Shorter."]})
+                         + "\n" + json.dumps({"question_id": 2, "category": "math", "turns": ["1+1?", "2+2?"],
+                                              "reference": ["2", "4"]}) + "\n")
+    small = tmp_path / "small.yaml"  # short answers: the tiny model reads at most 512 tokens
+    small.write_text(yaml.safe_dump({"mt_bench": {"max_new_tokens": 16}, "pairwise": {"max_new_tokens": 16}}))
+    compare = ["--compare-prompts", held_out, "--eval", questions, "--config", small]
     result = zephyr(cli, monkeypatch, out, *cpu_training(base_model), *compare)
     assert result.code == 0, result.err
-    steps = [line for line in result.err.splitlines() if re.match(r"\d/6 ", line)]
-    assert [line[:4] for line in steps] == ["1/6 ", "2/6 ", "3/6 ", "4/6 ", "5/6 ", "6/6 "]
+    steps = [line for line in result.err.splitlines() if re.match(r"\d/7 ", line)]
+    assert [line[:4] for line in steps] == ["1/7 ", "2/7 ", "3/7 ", "4/7 ", "5/7 ", "6/7 ", "7/7 "]
     assert "8 dialogues" in result.out and re.search(r"dDPO 2 steps, train loss \d", result.out)
-    # The closing lines name every step's folder, then the before/after table.
-    for step in ("ultrachat", "cleaning", "feedback", "sft", "dpo", "compare"):
+    # The closing lines name every step's folder, then the ablation table: MT-Bench grades (every one a 6,
+    # so every turn ties with the base's) and the pairwise win rates (a judge that always says A: all ties).
+    for step in ("ultrachat", "cleaning", "feedback", "sft", "dpo", "compare", "eval", "results"):
         assert re.search(rf"^  {step} +\S", result.out, re.M), step
-    assert "| dSFT | 50.0% | 0 | 2 | 0 | 0 |" in result.out and "| dDPO | 50.0% | 0 | 2 | 0 | 0 |" in result.out
-    side_by_side = (out / "compare" / "before_after.md").read_text()
-    assert side_by_side.count("**Prompt:**") == 2 and side_by_side.count("**dDPO:**") == 2
-    assert side_by_side.count("**base:**") == 2
+    assert "| base | 6.00 | 6.00 | 6.00 | (baseline) | (baseline) |" in result.out
+    assert "| dSFT | 6.00 | 6.00 | 6.00 | 50.0% | 50.0% |" in result.out
+    assert "| dDPO | 6.00 | 6.00 | 6.00 | 50.0% | 50.0% |" in result.out
+    side_by_side = (out / "results.md").read_text()
+    assert side_by_side.count("**Prompt:**") == 2 and side_by_side.count("**dDPO** (tie)") == 2
+    assert side_by_side.count("**base:**") == 2 and side_by_side.count("**Question ") == 2
+    assert side_by_side.count("**dSFT** (grade 6.00)") == 4  # two questions, two turns
+    # The base model was asked through the dSFT tokenizer: its weights linked, the template copied.
+    assert (out / "base-chat" / "tokenizer_config.json").is_file()
     # Each step wrote what its own command writes.
     dialogues = datasets.load_dataset(str(out / "ultrachat"), split="train_sft")
     clean = datasets.load_dataset(str(out / "ultrachat-clean"), split="train_sft")
@@ -92,9 +106,9 @@ def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path,
     before = (out / "dpo" / "train_metrics.json").read_text()
     again = zephyr(cli, monkeypatch, out, *cpu_training(base_model), *compare)
     assert again.code == 0, again.err
-    assert "4/6 dSFT: done before" in again.err and "5/6 dDPO: done before" in again.err
+    assert "4/7 dSFT: done before" in again.err and "5/7 dDPO: done before" in again.err
     assert (out / "dpo" / "train_metrics.json").read_text() == before
-    for step in ("ultrachat", "feedback", "compare"):  # nothing asked twice
+    for step in ("ultrachat", "feedback", "compare", "eval"):  # nothing asked twice
         assert json.loads((out / step / "stats.json").read_text())["last_session"]["requests"] == 0
 
 
@@ -244,19 +258,20 @@ def test_the_cpu_profile_sets_defaults_and_whatever_is_given_wins(tmp_path):
     assert (profile.backend, profile.model, profile.base_model, profile.preset) == \
         ("llamacpp", "smollm2-135m-instruct", "gemma3-270m", "cpu")
     assert [s.model for s in profile.pool] == ["gemma3-270m", "smollm2-135m-instruct"]
-    assert profile.compare_prompts == "builtin" and profile.ultrachat == CPU_PROFILE["ultrachat"]
+    assert profile.eval == "smoke" and profile.compare_prompts is None and profile.ultrachat == CPU_PROFILE["ultrachat"]
     given = ZephyrConfig.model_validate({"profile": "cpu", "output": tmp_path, "dialogues": 3, "base_model": "x",
-                                         "ultrachat": {"max_new_tokens": 99}, "pairwise": {"limit": 1}})
+                                         "ultrachat": {"max_new_tokens": 99}, "mt_bench": {"limit": 1},
+                                         "pairwise": {"limit": 2}})
     assert (given.dialogues, given.base_model) == (3, "x")
     assert given.ultrachat == {**CPU_PROFILE["ultrachat"], "max_new_tokens": 99}  # merged key by key
-    assert given.pairwise == {**CPU_PROFILE["pairwise"], "limit": 1}
+    assert given.mt_bench == {**CPU_PROFILE["mt_bench"], "limit": 1} and given.pairwise == {"limit": 2}
     # A teacher on a server: the profile does not put it on the embedded backend.
     served = ZephyrConfig.model_validate({"profile": "cpu", "output": tmp_path, "base_url": ["http://h:8000/v1"]})
     assert served.backend is None and served.model is None
     # Without the profile nothing changes.
     plain = ZephyrConfig.model_validate({"output": tmp_path, "pool": ["a", "b"]})
-    assert (plain.base_model, plain.preset, plain.compare_prompts, plain.dialogues) == \
-        ("mistralai/Mistral-7B-v0.1", "handbook", None, 1000)
+    assert (plain.base_model, plain.preset, plain.compare_prompts, plain.eval, plain.dialogues) == \
+        ("mistralai/Mistral-7B-v0.1", "handbook", None, None, 1000)
 
 
 def test_the_cpu_profile_dry_run_names_six_steps_and_the_cpu_recipes(cli, tmp_path):
@@ -271,5 +286,5 @@ def test_the_cpu_profile_dry_run_names_six_steps_and_the_cpu_recipes(cli, tmp_pa
     assert [line[:4] for line in lines if re.match(r"\d/6 ", line)] == ["1/6 ", "2/6 ", "3/6 ", "4/6 ", "5/6 ", "6/6 "]
     assert "16 dialogues by smollm2-135m-instruct" in result.out and "2 of 2 pool models" in result.out
     assert re.search(r"4/6 sft: gemma3-270m, lora, Zephyr's chat template", result.out)
-    assert "compare_prompts.jsonl answered by gemma3-270m, dSFT and dDPO" in result.out
+    assert "6/6 eval: 6 questions of smoke answered in two turns by gemma3-270m, dSFT and dDPO" in result.out
     assert not (tmp_path / "z").exists()

@@ -30,7 +30,7 @@ def test_the_reduced_cpu_profile_end_to_end_then_a_resume(cli, tmp_path, own_cac
         "ultrachat": {"world_rounds": "1", "creation_rounds": "1", "subtopics": "2", "questions_per_subtopic": 2,
                       "related_questions": 1, "instructions_per_kind": 2, "max_new_tokens": 256},
         "ultrafeedback": {"max_new_tokens": 48, "judge_max_new_tokens": 160},
-        "pairwise": {"limit": 2, "max_new_tokens": 24},
+        "mt_bench": {"limit": 2, "max_new_tokens": 24, "judge_max_new_tokens": 48},
     }))
     out = tmp_path / "zephyr-cpu"
     args = ["zephyr", "--profile", "cpu", "-o", out, "-q", "--config", config, "--dialogues", "4", "--num-prompts", "2",
@@ -49,12 +49,16 @@ def test_the_reduced_cpu_profile_end_to_end_then_a_resume(cli, tmp_path, own_cac
         assert (out / model / "README.md").is_file()
     assert "de-quantized from the Q4_1 GGUF" in (out / "sft" / "README.md").read_text()
     table = [line for line in result.out.splitlines() if line.startswith(("| dSFT |", "| dDPO |"))]
-    assert len(table) == 2
-    assert (out / "compare" / "before_after.md").read_text().count("**Prompt:**") == 2
+    assert len(table) == 2 and "| base |" in result.out
+    # The eval step graded the three models on two smoke questions, two turns each.
+    rows = [json.loads(line) for line in (out / "eval" / "records.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(len(r["answers"]) == 2 for r in rows)
+    assert (out / "eval" / "results" / "mt_bench_radar.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "results.md").read_text().count("**Question ") == 2
     # The same command again: nothing asked, nothing trained.
     again = cli(*args)
     assert again.code == 0, again.err
     assert "4/6 dSFT: done before" in again.err and "5/6 dDPO: done before" in again.err
-    for step in ("ultrachat", "feedback", "compare"):
+    for step in ("ultrachat", "feedback", "eval"):
         assert json.loads((out / step / "stats.json").read_text())["last_session"]["requests"] == 0
     assert [line for line in again.out.splitlines() if line.startswith(("| dSFT |", "| dDPO |"))] == table

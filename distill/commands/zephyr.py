@@ -8,11 +8,11 @@ HELP = """The Zephyr-7B recipe in one command: UltraChat dialogues, cleaning, Ul
 then dSFT and dDPO of the base model.
 
 --model is the teacher (the dialogues' assistant and user, and the judge unless --judge); each
-step writes its own directory under -o (ultrachat, ultrachat-clean, feedback, sft, dpo, and compare
-when there are held-out prompts to compare the models on). The same command again resumes where it
-stopped. --profile cpu runs the whole recipe offline on a laptop CPU with the embedded models.
-Options of the steps beyond these go in --config (keys `ultrachat:`, `ultrafeedback:` and
-`pairwise:`)."""
+step writes its own directory under -o (ultrachat, ultrachat-clean, feedback, sft, dpo; compare with
+--compare-prompts and eval with --eval, which judge the base, dSFT and dDPO models, summed up in
+results.md). The same command again resumes where it stopped. --profile cpu runs the whole recipe
+offline on a laptop CPU with the embedded models. Options of the steps beyond these go in --config
+(keys `ultrachat:`, `ultrafeedback:`, `pairwise:` and `mt_bench:`)."""
 
 
 def run(config, dry_run: bool) -> None:
@@ -36,13 +36,13 @@ def run(config, dry_run: bool) -> None:
     for step, path in summary["artefacts"].items():
         took = summary["seconds"].get(step)
         click.echo(f"  {step:<10} {path}" + (f"  ({took:.0f} s)" if took is not None else ""))
-    if "compare" in summary:
-        from distill.pipelines.pairwise import table_lines
+    if "results" in summary:
+        from distill.pipelines.zephyr_eval import ablation_lines
 
         click.echo("")
-        for line in table_lines(summary["compare"]["table"], "base"):
+        for line in ablation_lines(summary.get("eval"), summary.get("compare")):
             click.echo(line)
-        click.echo(f"answers side by side: {summary['compare']['file']}")
+        click.echo(f"the answers side by side: {summary['results']}")
 
 def _zephyr() -> click.Command:
     from distill.pipelines.zephyr import ZephyrConfig
