@@ -5,7 +5,7 @@
 Runs the whole profile in this process (as the command does), from an empty run folder and,
 unless --keep-cache, an empty distill cache (so the Gemma GGUF is de-quantized inside the dSFT
 stage, as on a fresh install). Prints each stage's seconds, what it made (dialogues, pairs,
-steps, losses, the DPO reward accuracy, the before/after table) and the ratio of the total to
+steps, losses, the DPO reward accuracy, the base/dSFT/dDPO table) and the ratio of the total to
 the budget the profile is sized for: 20 minutes on a 2-core laptop CPU (goal <= 1.0).
 `--set` passes a profile override, as on the command line (`--set dialogues=8`).
 """
@@ -41,7 +41,7 @@ def main() -> None:
 
     from distill.config import validate_config
     from distill.pipelines import zephyr
-    from distill.pipelines.pairwise import table_lines
+    from distill.pipelines.zephyr_eval import ablation_lines
 
     overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     config = validate_config(zephyr.ZephyrConfig, {"profile": "cpu", "output": out, "quiet": True, **overrides})
@@ -57,7 +57,7 @@ def main() -> None:
           f"prompts rated {summary['prompts_rated']}, pairs {summary['pairs']}")
     for stage in ("sft", "dpo"):
         print(f"{stage}: {summary[stage]}")
-    print("", *table_lines(summary["compare"]["table"], "base"), sep="\n")
+    print("", *ablation_lines(summary.get("eval"), summary.get("compare")), sep="\n")
     if not args.keep_cache:
         shutil.rmtree(os.environ["DISTILL_CACHE_DIR"], ignore_errors=True)
 
