@@ -60,6 +60,21 @@ def kill_after_answers(proc: subprocess.Popen, server, answers: int) -> None:
     proc.wait()
 
 
+def record_fake_requests(monkeypatch) -> list:
+    """Every request the fake backend receives from now on (a fresh list per call)."""
+    from distill.backends import fake
+
+    received = []
+    complete = fake.FakeBackend.complete
+
+    async def recorded(self, request):
+        received.append(request)
+        return await complete(self, request)
+
+    monkeypatch.setattr(fake.FakeBackend, "complete", recorded)
+    return received
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

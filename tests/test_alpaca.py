@@ -7,7 +7,7 @@ import re
 
 import datasets
 import pytest
-from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+from conftest import assert_one_line_error, kill_after_answers, record_fake_requests, start_distill, write_jsonl
 
 from distill.errors import BackendError
 from distill.filters.rouge import rouge_l, tokenize
@@ -85,17 +85,7 @@ def run_fake(cli, tmp_path, *args, name="run"):
 @pytest.fixture
 def calls(monkeypatch):
     """Every request the fake backend receives."""
-    from distill.backends import fake
-
-    received = []
-    original = fake.FakeBackend.complete
-
-    async def spy(self, request):
-        received.append(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
-    return received
+    return record_fake_requests(monkeypatch)
 
 
 def config(tmp_path, **values):

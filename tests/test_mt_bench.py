@@ -9,7 +9,8 @@ import signal
 import sqlite3
 
 import pytest
-from conftest import assert_one_line_error, kill_after_answers, read_dataset, start_distill, write_jsonl
+from conftest import (assert_one_line_error, kill_after_answers, read_dataset, record_fake_requests, start_distill,
+                      write_jsonl)
 
 from distill.pipelines.mt_bench import CATEGORIES, NEED_REF_CATS, _smoke_rows, read_json_rating, read_rating, results
 from distill.testing.openai_server import LoopbackServer
@@ -91,26 +92,12 @@ def run(cli, tmp_path, monkeypatch, judge, *extra, questions=QUESTIONS, flag="--
     return result, tmp_path / out
 
 
-def recording(monkeypatch):
-    from distill.backends import fake
-
-    asked = []
-    complete = fake.FakeBackend.complete
-
-    async def recorded(self, request):
-        asked.append(request)
-        return await complete(self, request)
-
-    monkeypatch.setattr(fake.FakeBackend, "complete", recorded)
-    return asked
-
-
 def table(out):
     return {row["model"]: row for row in json.loads((out / "stats.json").read_text())["postprocess"]["mt_bench"]}
 
 
 def test_turn_two_follows_the_models_own_first_answer(cli, tmp_path, monkeypatch):
-    asked = recording(monkeypatch)
+    asked = record_fake_requests(monkeypatch)
     result, out = run(cli, tmp_path, monkeypatch, rate_by_model, flag="--input")
     assert result.code == 0, result.err
     second = [r for r in asked if not is_judge(r) and not is_reference(r) and len(r.messages) == 3]
@@ -126,7 +113,7 @@ def test_turn_two_follows_the_models_own_first_answer(cli, tmp_path, monkeypatch
 
 
 def test_sampling_follows_fastchat_and_the_judge_is_greedy(cli, tmp_path, monkeypatch):
-    asked = recording(monkeypatch)
+    asked = record_fake_requests(monkeypatch)
     result, _ = run(cli, tmp_path, monkeypatch, rate_by_model)
     assert result.code == 0, result.err
     answers = [r for r in asked if not is_judge(r) and not is_reference(r)]
@@ -136,7 +123,7 @@ def test_sampling_follows_fastchat_and_the_judge_is_greedy(cli, tmp_path, monkey
     judged = [r for r in asked if is_judge(r)]
     assert {(r.params.temperature, r.params.max_tokens) for r in judged} == {(0.0, 2048)}
     assert all(r.json_schema is None and "[[5]]" in r.messages[0]["content"] for r in judged)  # MT-Bench's format
-    again = recording(monkeypatch)
+    again = record_fake_requests(monkeypatch)
     result, _ = run(cli, tmp_path, monkeypatch, rate_by_model, "--temperature", "0.3", "--max-new-tokens", "64",
                     "--judge-max-new-tokens", "32", out="other")
     assert result.code == 0, result.err
@@ -146,7 +133,7 @@ def test_sampling_follows_fastchat_and_the_judge_is_greedy(cli, tmp_path, monkey
 
 
 def test_references_come_from_the_question_or_are_written_once_by_the_judge(cli, tmp_path, monkeypatch):
-    asked = recording(monkeypatch)
+    asked = record_fake_requests(monkeypatch)
     result, out = run(cli, tmp_path, monkeypatch, rate_by_model)
     assert result.code == 0, result.err
     rows = {(r["question_id"], r["model"]): r for r in read_dataset(out)}
@@ -336,7 +323,7 @@ def test_a_killed_run_resumes_without_asking_or_judging_again(tmp_path):
 
 
 def test_a_structured_judge_answers_through_a_schema(cli, tmp_path, monkeypatch):
-    asked = recording(monkeypatch)
+    asked = record_fake_requests(monkeypatch)
     result, out = run(cli, tmp_path, monkeypatch, lambda r: json.dumps({"explanation": "Fine.", "rating": 6}),
                       "--structured")
     assert result.code == 0, result.err

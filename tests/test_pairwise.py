@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+from conftest import assert_one_line_error, kill_after_answers, record_fake_requests, start_distill, write_jsonl
 
 from distill.eval_stats import length_controlled_win_rate
 from distill.pipelines.pairwise import outcome, read_verdict, table_lines, win_rates
@@ -137,10 +137,7 @@ def test_the_judge_is_greedy_and_sees_both_orders(cli, tmp_path, monkeypatch):
         seen.append(re.search(r"Answer A:\n(.*)", text).group(1))
         return '{"better": "A"}'
 
-    from distill.backends import fake
-
-    asked = []
-    monkeypatch.setattr(fake.FakeBackend, "complete", _recording(fake.FakeBackend.complete, asked))
+    asked = record_fake_requests(monkeypatch)
     result, _ = run(cli, tmp_path, monkeypatch, judge)
     assert result.code == 0, result.err
     judged = [r for r in asked if r.json_schema is not None]
@@ -151,11 +148,6 @@ def test_the_judge_is_greedy_and_sees_both_orders(cli, tmp_path, monkeypatch):
     assert sorted(seen) == sorted([f"an answer by {m}" for m in ("good", "bad", "base", "base")] * 3)
 
 
-def _recording(complete, asked):
-    async def recorded(self, request):
-        asked.append(request)
-        return await complete(self, request)
-    return recorded
 
 
 def reference_file(tmp_path, generator=True, n=8):
@@ -171,12 +163,10 @@ def longer_wins(text):
     return json.dumps({"better": "A" if len(first) >= len(second) else "B"})
 
 
-def run_reference(cli, tmp_path, monkeypatch, judge, *extra, generator=True, asked=None):
+def run_reference(cli, tmp_path, monkeypatch, judge, *extra, generator=True):
     from distill.backends import fake
 
     monkeypatch.setattr(fake, "echo_reply", scripted(judge))
-    if asked is not None:
-        monkeypatch.setattr(fake.FakeBackend, "complete", _recording(fake.FakeBackend.complete, asked))
     out = tmp_path / "run"
     result = cli("eval", "pairwise", "--prompts", reference_file(tmp_path, generator), "--baseline-column", "output",
                  "--models", "good,bad", "--judge", "j", "--backend", "fake", "-o", out, "-q", "--bootstrap", "100",
@@ -185,8 +175,8 @@ def run_reference(cli, tmp_path, monkeypatch, judge, *extra, generator=True, ask
 
 
 def test_reference_answers_are_the_baseline_and_are_never_asked_for(cli, tmp_path, monkeypatch):
-    asked = []
-    result, out = run_reference(cli, tmp_path, monkeypatch, longer_wins, asked=asked)
+    asked = record_fake_requests(monkeypatch)
+    result, out = run_reference(cli, tmp_path, monkeypatch, longer_wins)
     assert result.code == 0, result.err
     assert {r.model for r in asked} == {"good", "bad", "j"}  # no baseline model
     import datasets

@@ -8,7 +8,7 @@ import re
 
 import datasets
 import pytest
-from conftest import assert_one_line_error, kill_after_answers, start_distill, write_jsonl
+from conftest import assert_one_line_error, kill_after_answers, record_fake_requests, start_distill, write_jsonl
 
 from distill.filters.rouge import NoveltyPool, rouge_l, tokenize
 from distill.pipelines import self_instruct as si
@@ -77,17 +77,7 @@ def run_fake(cli, tmp_path, monkeypatch, *args, reply=fake_teacher, name="run"):
 @pytest.fixture
 def calls(monkeypatch):
     """Every request the fake backend receives."""
-    from distill.backends import fake
-
-    received = []
-    original = fake.FakeBackend.complete
-
-    async def spy(self, request):
-        received.append(request)
-        return await original(self, request)
-
-    monkeypatch.setattr(fake.FakeBackend, "complete", spy)
-    return received
+    return record_fake_requests(monkeypatch)
 
 
 def config(tmp_path, **values):
