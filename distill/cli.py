@@ -92,6 +92,7 @@ def method_command(declared) -> click.Command:
         "push": "distill.commands.push:push",
         "stats": "distill.commands.stats:stats",
         "train": "distill.commands.train:train",
+        "view": "distill.commands.view:view",
         "zephyr": "distill.commands.zephyr:zephyr",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

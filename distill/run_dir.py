@@ -13,6 +13,7 @@
     RUN_DIR/README.md       its dataset card
     RUN_DIR/results/        an evaluation's report: results.md and its charts (PNG)
     RUN_DIR/stats.json      counts, tokens, cost, time
+    RUN_DIR/view.html       the page `distill view` writes to look at the run (when asked)
 
 `distill filter -o` folders are written through `RunDir.open_output` (mark, lock, staged
 export); `distill merge` joins shards through `absorb`.
@@ -50,10 +51,11 @@ JSONL = "jsonl"
 BATCHES = "batches.jsonl"
 STAGING = ".export"
 RESULTS = "results"
+VIEW = "view.html"
 # Everything distill may write at the top of a run directory; --fresh deletes these and
 # the dataset folders its mark lists, and nothing else.
 RUN_FILES = (CONFIG, CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal", RECORDS, FAILED, STATS, CARD,
-             DATA, JSONL, BATCHES, STAGING, RESULTS, f".{RESULTS}")
+             DATA, JSONL, BATCHES, STAGING, RESULTS, f".{RESULTS}", VIEW)
 
 
 def write_atomic(path: Path, text: str) -> None:

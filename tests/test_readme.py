@@ -308,6 +308,18 @@ COMMANDS: dict[str, How] = {
     "distill stats runs/ultrachat --json": How(
         "as written", lambda ctx, r: check_stats_json(ctx, r),
     ),
+    "distill view runs/ultrachat": How(
+        "as written (no model, no browser: the page's report is read back)",
+        lambda ctx, r: check_view(ctx, "runs/ultrachat/view.html", ["ultrachat"], ("runs/ultrachat", "*_sft")),
+    ),
+    "distill view runs/feedback -o feedback.html": How(
+        "as written", lambda ctx, r: check_view(ctx, "feedback.html", ["feedback"],
+                                  ("runs/feedback", "*_prefs")),
+    ),
+    "distill view runs/zephyr": How(
+        "as written, on what the zephyr command above made (its data steps)",
+        lambda ctx, r: check_view(ctx, "runs/zephyr/view.html", ["ultrachat", "ultrachat-clean", "feedback"]),
+    ),
     "distill generate ultrachat -n 100000 --backend vllm --model HuggingFaceH4/zephyr-7b-beta --shard 0/4 -o runs/uc-0": How(
         "vllm backend with a stand-in engine (`import vllm` gives it; it answers in the shape each prompt asks for), "
         "four times, as the comment above it says: shards 0/4 to 3/4; own folder, so that `merge -o runs/ultrachat` is new",
@@ -679,6 +691,20 @@ def check_push(ctx: Ctx, result) -> None:
     for path in ctx.path("runs/ultrachat").rglob("*"):
         if path.is_file():
             assert HF_TOKEN.encode() not in path.read_bytes(), path
+
+
+def check_view(ctx: Ctx, page: str, tabs: list[str], rows_of: tuple[str, str] | None = None) -> None:
+    """The page holds a tab per run, and (for one run) a sample per row of the splits it shows (a preference
+    run's `*_sft` splits repeat its `*_prefs` rows, and are shown once)."""
+    html = ctx.path(page).read_text(encoding="utf-8")
+    report = json.loads(re.search(r'<script type="application/json" id="distill-report">(.*?)</script>', html, re.DOTALL)[1])
+    assert [run["name"] for run in report["runs"]] == tabs, report["runs"]
+    if rows_of:
+        import pyarrow.parquet as pq
+
+        run, splits = rows_of
+        rows = sum(pq.read_metadata(shard).num_rows for shard in (ctx.path(run) / "data").glob(f"{splits}-*.parquet"))
+        assert report["runs"][0]["samples"]["count"] == rows > 0
 
 
 def check_stats_table(result) -> None:

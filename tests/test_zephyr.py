@@ -110,6 +110,15 @@ def test_the_whole_recipe_then_a_resume_that_trains_nothing_again(cli, tmp_path,
     assert (out / "dpo" / "train_metrics.json").read_text() == before
     for step in ("ultrachat", "feedback", "compare", "eval"):  # nothing asked twice
         assert json.loads((out / step / "stats.json").read_text())["last_session"]["requests"] == 0
+    # The recipe's page: its results, then one tab per step in the order they ran, the training curves among them.
+    assert cli("view", out).code == 0 and (out / "view.html").is_file()
+    from distill.view.collect import collect
+
+    report = collect(str(out))
+    assert [r["name"] for r in report["runs"]] == ["summary", "ultrachat", "ultrachat-clean", "feedback", "sft", "dpo",
+                                                   "compare", "eval"]
+    dpo = next(r for r in report["runs"] if r["name"] == "dpo")
+    assert {"loss", "rewards-accuracies"} <= {c["id"].split("-", 1)[1] for c in dpo["charts"]}
 
 
 def test_stop_after_data_needs_no_training_stack(cli, tmp_path, monkeypatch):
