@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from distill.errors import InputError
+from distill.inputs import SHARD
 from distill.view import charts
 from distill.view.samples import HIDDEN, as_text, chat_of, is_missing, sample_of
 
@@ -32,7 +33,6 @@ BATCH = 1000  # rows read from a parquet file at a time
 MAX_FACET_VALUES = 50  # a column with more distinct values is not offered as a filter
 FACET_CHARTS = 6  # at most this many "rows per value" charts per run
 DERIVED_CONFIGS = ("gen", "trl")  # copies of the default config's rows (export.hub_layout)
-SHARD = re.compile(r"^(?P<split>.+?)(?:-\d+-of-\d+)?\.parquet$")
 DUPLICATE_OF = re.compile(r"near-duplicate of (?P<split>[^/\s]+)/(?P<index>\d+)")
 TRAINING_FILES = ("train_metrics.json", "trainer_state.json", "recipe.yaml")
 
@@ -143,7 +143,7 @@ def _run(path: Path, run_id: str) -> dict[str, Any]:
 
     ratings = _ratings(path / "completions")
     measures = charts.Measures()
-    run["samples"], index = _sample_set(run_id, sets, measures, ratings, _removed_links(run_id, splits, removed))
+    run["samples"], index = _sample_set(run_id, sets, measures, ratings, _removed_links(removed))
     run["charts"] = measures.charts(run_id)
     run["charts"] += charts.aspect_ratings(run_id, _rows(_parquet_files(path / "completions")))
     filters_chart = charts.filters_chart(run_id, stats.get("filters") or [])
@@ -232,7 +232,7 @@ def _ratings(folder: Path) -> Callable[[str, str], list[dict[str, Any]] | None] 
     return lambda prompt_id, model: table.get((prompt_id, model))
 
 
-def _removed_links(run_id: str, kept: dict[str, list[Path]], removed: dict[str, list[Path]]):
+def _removed_links(removed: dict[str, list[Path]]):
     """Where the row a removed one duplicates is on the page: "near-duplicate of train_sft/12" names a row of the
     filter's input; it is kept row 12 minus the rows removed before it in that split (or a removed row itself)."""
     if not removed:

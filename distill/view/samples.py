@@ -69,11 +69,11 @@ def _last_answer(chat: list[dict[str, str]] | None, fallback: Any) -> str:
     return answers[-1] if answers else as_text(fallback)
 
 
-def _rest(row: dict[str, Any], shown: set[str]) -> tuple[list[list[str]], list[dict[str, Any]]]:
+def _rest(row: dict[str, Any], shown: set[str], hidden: set[str] = HIDDEN) -> tuple[list[list[str]], list[dict[str, Any]]]:
     """The columns not shown otherwise: short ones as meta chips, long ones as text blocks."""
     meta, blocks = [], []
     for key, value in row.items():
-        if key in shown or key in HIDDEN or is_missing(value):
+        if key in shown or key in hidden or is_missing(value):
             continue
         text = as_text(value)
         if len(text) <= SHORT and "\n" not in text:
@@ -169,15 +169,7 @@ def exchange_sample(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def plain_sample(row: dict[str, Any]) -> dict[str, Any]:
-    meta, blocks = [], []
-    for key, value in row.items():
-        if is_missing(value):
-            continue
-        text = as_text(value)
-        if len(text) <= SHORT and "\n" not in text:
-            meta.append([key, text])
-        else:
-            blocks.append({"t": "text", "label": key, "text": text})
+    meta, blocks = _rest(row, set(), hidden=set())
     title = next((b["text"] for b in blocks), next((m[1] for m in meta), "(empty row)"))
     return {"title": _title(title), "meta": meta, "blocks": blocks}
 
