@@ -67,11 +67,15 @@ def default_text(field: FieldInfo) -> str | None:
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-def option_for(name: str, field: FieldInfo, toggle: bool = False) -> click.Option:
+def option_for(name: str, field: FieldInfo, toggle: bool = False) -> click.Parameter:
     """The option of one field; with `toggle`, a bool gets both forms (--x/--no-x, or the
-    field's `cli(off=...)`), for a command that changes a stored value either way."""
+    field's `cli(off=...)`), for a command that changes a stored value either way. A field
+    declared `cli(argument=...)` is a positional argument (optional for click: a --config
+    file may give it; pydantic says when it is missing)."""
     extra = _extra(field)
     annotation, _ = _plain(field.annotation)
+    if extra.get("argument"):
+        return click.Argument([name], required=False, metavar=extra["argument"], type=_click_type(annotation))
     flag = "--" + name.replace("_", "-")
     decls = [extra["short"], flag] if extra.get("short") else [flag]
     if extra.get("alias"):
@@ -102,7 +106,7 @@ def _ordered(model: type[BaseModel]) -> list[str]:
 
 
 def config_options(model: type[BaseModel], include: Iterable[str] | None = None,
-                   toggle: bool = False) -> list[click.Option]:
+                   toggle: bool = False) -> list[click.Parameter]:
     """An option for each field of `model` a flag can give (`include` only those, in that order)."""
     names = list(include) if include is not None else _ordered(model)
     return [option_for(name, model.model_fields[name], toggle) for name in names

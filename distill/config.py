@@ -21,13 +21,14 @@ BATCH_IN_FLIGHT = 10_000  # requests gathered into batches at once when --batch-
 
 
 def cli(short: str | None = None, *, show: str | None = None, repeat: bool = False, comma: bool = False,
-        off: str | None = None, yaml_only: bool = False, alias: str | None = None) -> dict:
+        off: str | None = None, yaml_only: bool = False, alias: str | None = None, argument: str | None = None) -> dict:
     """How a config field appears on the command line (its `json_schema_extra`): a short flag
     (`-n`), how --help states its default when the value alone would not say it (`show`), a
     mapping taken as a repeatable flag (`repeat`), a list given as one comma-separated flag
     rather than a repeated one (`comma`), the name of a flag's off form where both are shown
     (`off`), no flag at all, for values only a --config YAML can give (`yaml_only`), or a second
-    long flag for the same field, where a command names the thing it reads (`alias="--questions"`)."""
+    long flag for the same field, where a command names the thing it reads (`alias="--questions"`),
+    or a positional argument instead of a flag, shown in usage as `argument` (`argument="NAME"`)."""
     extra: dict[str, Any] = {}
     if short:
         extra["short"] = short
@@ -43,6 +44,8 @@ def cli(short: str | None = None, *, show: str | None = None, repeat: bool = Fal
         extra["yaml_only"] = True
     if alias:
         extra["alias"] = alias
+    if argument:
+        extra["argument"] = argument
     return extra
 BackendName = Literal["llamacpp", "openai", "vllm", "transformers", "fake"]  # the one list of backends
 BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
@@ -271,6 +274,10 @@ def validate_config(model: type[BaseModel], values: dict[str, Any]):
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"unknown config key {key!r}") from None
         flag = "--" + key.replace("_", "-")
+        extra = getattr(model.model_fields.get(key), "json_schema_extra", None)
+        argument = extra.get("argument") if isinstance(extra, dict) else None
+        if argument:  # a positional argument is named as the usage line shows it
+            flag = argument
         if first["type"] == "missing":
-            raise ConfigError(f"missing required option {flag}") from None
+            raise ConfigError(f"missing required {'argument' if argument else 'option'} {flag}") from None
         raise ConfigError(f"invalid value for {flag}: {message}") from None

@@ -70,16 +70,7 @@ def execute(
         except BaseException:
             asyncio.run(backend.aclose())
             raise
-        ledger.add_earlier(cache.usage_by_model())  # the budget holds for the run, not one invocation
-        client = Client(
-            backend,
-            cache,
-            concurrency=config.requests_in_flight(),
-            limiter=RateLimiter(config.rpm, config.tpm),
-            ledger=ledger,
-            retry=RetryPolicy(max_retries=config.max_retries, max_retry_after=config.max_retry_after()),
-            progress=Progress(enabled=not config.quiet, description=command),
-        )
+        client = make_client(config, backend, cache, ledger, Progress(enabled=not config.quiet, description=command))
         records, failures = run.records(), run.failures()
         started = time.monotonic()
 
@@ -138,6 +129,22 @@ def prepare(config: EngineConfig, models: list[ModelSpec | str | None] | None = 
         asyncio.run(backend.aclose())
         raise
     return backend, backend_name, run_models, prices, ledger
+
+
+def make_client(config: EngineConfig, backend, cache: RequestCache, ledger: Ledger, progress: Progress) -> Client:
+    """The client of a run: the config's limits and retries over the backend and the cache.
+    The ledger counts what the cache records as already spent: the budget holds for the run
+    (every session), not one invocation."""
+    ledger.add_earlier(cache.usage_by_model())
+    return Client(
+        backend,
+        cache,
+        concurrency=config.requests_in_flight(),
+        limiter=RateLimiter(config.rpm, config.tpm),
+        ledger=ledger,
+        retry=RetryPolicy(max_retries=config.max_retries, max_retry_after=config.max_retry_after()),
+        progress=progress,
+    )
 
 
 def check(config: EngineConfig, models: list[ModelSpec | str | None] | None = None) -> None:

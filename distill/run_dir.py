@@ -88,6 +88,21 @@ def read_mark(path: Path) -> dict[str, Any] | None:
     return mark if isinstance(mark, dict) else None
 
 
+def lock_folder(path: Path):
+    """Hold the folder's lock (flock on its .lock file) until the returned file is closed;
+    a ConfigError when another process holds it."""
+    try:
+        lock = open(path / LOCK, "w")
+    except OSError as err:
+        raise write_error(err, path / LOCK) from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(f"another distill process is writing to {path}") from None
+    return lock
+
+
 def _write_mark(path: Path, mark: dict[str, Any]) -> None:
     write_atomic(Path(path) / MARKER, json.dumps(mark, indent=1) + "\n")
 
@@ -227,14 +242,7 @@ class RunDir:
         _write_mark(self.path, {**mark, "folders": []})
 
     def _lock(self) -> None:
-        try:
-            self._lock_file = open(self.path / LOCK, "w")
-        except OSError as err:
-            raise write_error(err, self.path / LOCK) from None
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another distill process is writing to {self.path}") from None
+        self._lock_file = lock_folder(self.path)
 
     def stored_config(self) -> dict[str, Any] | None:
         """The config a run was started with, or None when there is none."""

@@ -37,6 +37,9 @@ def test_help_shows_each_flag_and_the_codes_default(cli, command):
         if extra.get("yaml_only"):
             assert f"--{name.replace('_', '-')}" not in text
             continue
+        if extra.get("argument"):  # a positional argument: its usage name
+            assert f"[OPTIONS] {extra['argument']}" in text, (command, name)
+            continue
         assert f"--{name.replace('_', '-')}" in text, (command, name)
         default = field.get_default(call_default_factory=True)
         if "show" in extra:
