@@ -144,3 +144,14 @@ def test_a_batch_the_endpoint_no_longer_knows_is_sent_again(tmp_path, prompts_fi
         # Each request sent once more (in as many batches as the retries' jitter spread over the window).
         assert server.stats.batch_lines == 20 and max(server.stats.answered.values()) == 1
     assert len(rows(tmp_path / "run")) == 20
+
+
+def test_a_distilabel_task_sends_each_round_as_one_batch(cli, tmp_path):
+    source = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": f"Name a use for item {i}."} for i in range(7)])
+    args = ["generate", "task", "EvolInstruct", "--input", source, "--arg", "num_evolutions=2", "--backend", "openai",
+            "--model", "m", "-q"]
+    with LoopbackServer() as server:
+        assert cli(*args, "--base-url", server.url, "-o", tmp_path / "batch", "--batch-api", *FAST, env=KEY).code == 0
+        assert server.stats.batches_created == 2 and server.stats.batch_lines == 14  # a batch per evolution round
+        assert cli(*args, "--base-url", server.url, "-o", tmp_path / "direct", env=KEY).code == 0
+    assert rows(tmp_path / "batch") == rows(tmp_path / "direct")

@@ -316,3 +316,28 @@ def test_a_killed_and_resumed_dialogue_run_is_the_same_dataset(tmp_path):
     answers = cached_answers(straight)
 
     kill_half_way_then_resume(ULTRACHAT, killed, straight, answers, straight_code, seconds=120)
+
+
+# -- a distilabel task on the embedded model: resumed after a kill, interrupted cleanly -------------
+
+
+def test_a_distilabel_task_on_the_embedded_model_resumes_after_a_kill_and_stops_cleanly_on_ctrl_c(tmp_path):
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": f"Name a tool for job {i}."} for i in range(4)])
+    args = ["generate", "task", "EvolInstruct", "--input", rows, "--arg", "num_evolutions=1", "--arg",
+            "generate_answers=true", "--batch-size", "2", "--max-new-tokens", "24", "-q"]
+    straight, killed, stopped = tmp_path / "straight", tmp_path / "killed", tmp_path / "stopped"
+    proc = start_distill(*args, "-o", straight)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    answers = cached_answers(straight)
+    assert len(answers) == 8  # an evolution and an answer per row
+    assert all(r["evolved_instruction"] and r["answer"] for r in dataset(straight))
+    kill_half_way_then_resume(args, killed, straight, answers, 0, seconds=120)
+
+    proc = start_distill(*args, "-o", stopped)
+    wait_for(lambda: len(cached_answers(stopped)) >= 1 or proc.poll() is not None, "a first answer", 120)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), err

@@ -14,7 +14,7 @@ from distill.methods import GenerationMethod, methods
 
 DOCS = Path(distill.__file__).parent.parent / "docs" / "architecture.md"
 SHIPPED = {"generate alpaca", "generate camel", "generate completions", "generate self-instruct", "generate ultrachat",
-           "rate ultrafeedback", "eval pairwise", "eval mt-bench"}
+           "generate task", "rate ultrafeedback", "eval pairwise", "eval mt-bench"}
 
 
 def test_every_shipped_method_is_declared_once_with_its_prompts():
@@ -54,13 +54,14 @@ def test_each_method_writes_its_declared_schema(cli, tmp_path, command):
             "rate ultrafeedback": ["--input", prompts, "--models", "a,b", "--completions-per-prompt", "2", "--judge", "j"],
             "generate camel": ["-n", "3", "--num-roles", "2", "--tasks-per-pair", "2"],
             "eval pairwise": ["--input", prompts, "--models", "a", "--baseline", "b"],
-            "eval mt-bench": ["--questions", "smoke", "-n", "2", "--models", "a"]}.get(command, ["-n", "3"])
+            "eval mt-bench": ["--questions", "smoke", "-n", "2", "--models", "a"],
+            "generate task": ["TextGeneration", "--input", prompts, "--column-map", "prompt=instruction"]}.get(command, ["-n", "3"])
     out = tmp_path / "run"
     result = cli(*command.split(), *args, "--backend", "fake", "-o", out, "-q")
     assert result.code == 0, result.err
     assert declared.made in result.out
     written = datasets.load_dataset(str(out))
-    schema = declared.output_schema()
+    schema = declared.output_schema() or {}  # generate task: the columns are the task's own
     for split in written.values():
         assert list(split.features)[: len(schema)] == list(schema), command
         assert all(split.features[name] == feature for name, feature in schema.items()), command

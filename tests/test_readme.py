@@ -320,6 +320,17 @@ COMMANDS: dict[str, How] = {
         "as written, on what the zephyr command above made (its data steps)",
         lambda ctx, r: check_view(ctx, "runs/zephyr/view.html", ["ultrachat", "ultrachat-clean", "feedback"]),
     ),
+    "distill generate task TextGeneration --input examples/prompts.jsonl --column-map prompt=instruction -o runs/textgen": How(
+        "embedded llama.cpp model (SmolLM2-135M-Instruct), for real, on two prompts",
+        lambda ctx, r: check_rows(ctx, "runs/textgen", "train", exactly=2),
+        subs=(Sub("-o runs/textgen", "-n 2 --max-new-tokens 32 -o runs/textgen", SMALL),),
+    ),
+    "distill generate task EvolInstruct --input examples/prompts.jsonl --column-map prompt=instruction "
+    "--arg num_evolutions=2 -o runs/evol": How(
+        "embedded llama.cpp model (SmolLM2-135M-Instruct), for real, on two prompts",
+        lambda ctx, r: check_rows(ctx, "runs/evol", "train", exactly=2),
+        subs=(Sub("-o runs/evol", "-n 2 --max-new-tokens 32 -o runs/evol", SMALL),),
+    ),
     "distill generate ultrachat -n 100000 --backend vllm --model HuggingFaceH4/zephyr-7b-beta --shard 0/4 -o runs/uc-0": How(
         "vllm backend with a stand-in engine (`import vllm` gives it; it answers in the shape each prompt asks for), "
         "four times, as the comment above it says: shards 0/4 to 3/4; own folder, so that `merge -o runs/ultrachat` is new",
@@ -343,7 +354,7 @@ OTHER_COMMANDS: dict[str, str] = {
     "python3 -m venv .venv": INSTALL,
     ". .venv/bin/activate": INSTALL,
     "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install '.[local]'": INSTALL,
-    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install torch==2.13.0 -e '.[local,dev,train,eval]'": INSTALL,
+    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install torch==2.13.0 -e '.[local,dev,train,eval,distilabel]'": INSTALL,
     "HF_HUB_OFFLINE=1 python -m pytest": "ci: the second quickstart command, whole, is what .ci/run runs (checked)",
     "pip install .": INSTALL,
     "pip install '.[local]'": INSTALL,
@@ -351,6 +362,7 @@ OTHER_COMMANDS: dict[str, str] = {
     "pip install '.[train]'": INSTALL,
     "pip install '.[eval]'": INSTALL,
     "pip install '.[dev]'": INSTALL,
+    "pip install '.[distilabel]'": INSTALL,
     "export OPENAI_API_KEY=...": f"env: run in order, with ... = {KEY}",
     "export OPENAI_API_KEY=EMPTY": "env: run in order, as written",
     "export HF_TOKEN=...": f"env: run in order, with ... = {HF_TOKEN}",

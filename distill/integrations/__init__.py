@@ -1,0 +1,1 @@
+"""Integrations of distill with other tools (each imports its tool only when used)."""
