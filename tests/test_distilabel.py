@@ -345,3 +345,31 @@ def test_replies_the_task_cannot_parse_are_kept_and_counted_on_the_card(cli, tmp
     assert all(r["distilabel_metadata"]["raw_output_ultra_feedback_0"] == "I would rather not rate these." for r in made)
     assert f"{len(rows)} of {len(rows)} rows hold no output" in (out / "README.md").read_text()
     assert json.loads((out / "stats.json").read_text())["postprocess"] == {"unparsed": len(rows)}
+
+
+def test_distill_llm_on_the_embedded_model_in_a_pipeline_and_a_rerun_asks_it_nothing(tmp_path, monkeypatch):
+    from distill.backends.llamacpp import LlamaCppBackend
+    from distill.integrations.distilabel import DistillLLM
+
+    asked = tmp_path / "asked.txt"  # the pipeline's step runs in a forked process: it counts into a file
+    complete = LlamaCppBackend.complete
+
+    async def counted(self, request):
+        with open(asked, "a") as f:
+            f.write("1\n")
+        return await complete(self, request)
+
+    monkeypatch.setattr(LlamaCppBackend, "complete", counted)
+
+    def run():
+        with Pipeline(name="embedded", cache_dir=tmp_path / "distilabel-cache") as pipeline:
+            load = LoadDataFromDicts(data=[{"instruction": "Name a colour."}, {"instruction": "Name a fruit."}])
+            llm = DistillLLM(backend="llamacpp", cache_dir=str(tmp_path / "cache"), generation_kwargs={"max_new_tokens": 12})
+            load >> distilabel_tasks.TextGeneration(llm=llm)
+        return list(pipeline.run(use_cache=False)["default"]["train"])
+
+    first = run()
+    assert asked.read_text().count("\n") == 2
+    assert all(r["generation"] and r["model_name"] == "smollm2-135m-instruct" for r in first)
+    assert run() == first
+    assert asked.read_text().count("\n") == 2
