@@ -56,6 +56,7 @@ class TaskConfig(EngineConfig, InputConfig):
     @field_validator("arg", mode="before")
     @classmethod
     def _arguments(cls, value: Any) -> Any:
+        """KEY=VALUE pairs; the values stay text until the task's fields say how to read them (`task_arguments`)."""
         if not isinstance(value, (list, tuple)):
             return value
         found: dict[str, Any] = {}
@@ -63,10 +64,7 @@ class TaskConfig(EngineConfig, InputConfig):
             key, sep, text = str(pair).partition("=")
             if not sep or not key.strip().isidentifier():
                 raise ValueError(f"takes KEY=VALUE, not {pair!r}")
-            try:
-                found[key.strip()] = load_yaml(text) if text.strip() else ""
-            except yaml.YAMLError as err:
-                raise ValueError(f"{key.strip()}: {' '.join(str(err).split())}") from None
+            found[key.strip()] = text
         return found
 
 
@@ -118,10 +116,7 @@ def make_task(config: TaskConfig):
     klass = task_class(config.task)
     llm = _distilabel().LLM.for_run(seed=config.seed, generation_kwargs={
         "max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p})
-    arguments = dict(config.arg)
-    for reserved in ("llm", "name", "pipeline"):
-        if reserved in arguments:
-            raise ConfigError(f"--arg {reserved} is distill's to set, not an argument of the task")
+    arguments = task_arguments(klass, config.arg)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -138,7 +133,30 @@ def make_task(config: TaskConfig):
         task.load()
     except ImportError as err:
         raise DistillError(f"{klass.__name__} needs a package that is not installed: {err}") from None
+    except Exception as err:  # noqa: BLE001 - the task's own checks of its arguments (DistilabelUserError, ...)
+        raise ConfigError(f"{klass.__name__}: {' '.join(str(err).split())}") from None
     return task, llm
+
+
+def task_arguments(klass: type, given: dict[str, Any]) -> dict[str, Any]:
+    """The task's arguments: a text value of a text field as typed (a Jinja template, a system
+    prompt), any other read as YAML (num_generations=2, columns=[a, b], group_generations=true)."""
+    import typing
+
+    arguments: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in ("llm", "name", "pipeline"):
+            raise ConfigError(f"--arg {key} is distill's to set, not an argument of the task")
+        field = klass.model_fields.get(key)
+        kinds = set(typing.get_args(field.annotation)) - {type(None)} if field else set()
+        text_field = field is not None and (field.annotation is str or kinds == {str})
+        if isinstance(value, str) and not text_field:
+            try:
+                value = load_yaml(value) if value.strip() else ""
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--arg {key}: not a YAML value ({' '.join(str(err).split())})") from None
+        arguments[key] = value
+    return arguments
 
 
 def check_columns(task, rows: list[dict[str, Any]], source: str) -> None:
@@ -228,7 +246,7 @@ def _empty(value: Any) -> bool:
 
 
 def _task_note(config: TaskConfig) -> str:
-    shown = ", ".join(f"{k}={v!r}" for k, v in config.arg.items())
+    shown = ", ".join(f"{k}={v}" for k, v in config.arg.items())
     return f"Made by distilabel's `{config.task}` task{f' ({shown})' if shown else ''}, its requests sent by distill."
 
 
@@ -236,8 +254,9 @@ METHOD = GenerationMethod(
     command="generate task",
     config=TaskConfig,
     run=run,
-    help="Run a distilabel task (TextGeneration, UltraFeedback, EvolInstruct, ...) on distill's engine: cached, "
-         "resumable, rate-limited, within budget. Needs the `distilabel` extra.",
+    help="Run a distilabel task on distill's engine: cached, resumable, rate-limited, within budget.\n\n"
+         "NAME is a task of distilabel.steps.tasks (TextGeneration, UltraFeedback, SelfInstruct, EvolInstruct, ...) "
+         "or an import path (package.module.Class). Needs the `distilabel` extra.",
     title="distilabel task",
     description="Each row was made by a distilabel task (its prompts and parsing), its requests sent through distill's "
                 "client.",

@@ -373,3 +373,17 @@ def test_distill_llm_on_the_embedded_model_in_a_pipeline_and_a_rerun_asks_it_not
     assert all(r["generation"] and r["model_name"] == "smollm2-135m-instruct" for r in first)
     assert run() == first
     assert asked.read_text().count("\n") == 2
+
+
+def test_text_arguments_stay_text_and_the_others_are_read_as_yaml(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake, "echo_reply", scripted)
+    source = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": "Name a bird.", "tone": "dry"}])
+    out = tmp_path / "run"
+    result = cli("generate", "task", "TextGeneration", "--input", source, "--backend", "fake", "-o", out, "-q",
+                 "--arg", "template=In a {{ tone }} tone: {{ instruction }}", "--arg", "columns=[instruction, tone]",
+                 "--arg", "system_prompt=Answer: briefly.", "--arg", "num_generations=2")
+    assert result.code == 0, result
+    made = load_rows(str(out))
+    assert len(made) == 2
+    assert made[0]["distilabel_metadata"]["raw_input_text_generation_0"] == [
+        {"role": "system", "content": "Answer: briefly."}, {"role": "user", "content": "In a dry tone: Name a bird."}]

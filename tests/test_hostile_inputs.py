@@ -152,6 +152,11 @@ def si(w: Where, *extra) -> list:
     return ["generate", "self-instruct", *FAKE, "-n", "2", "-o", w / "out", *extra]
 
 
+def task(w: Where, name: str, *extra, input=None) -> list:
+    return ["generate", "task", name, "--input", input or w.prompts, "--column-map", "prompt=instruction", *FAKE,
+            "-o", w / "out", *extra]
+
+
 def dedup(w: Where, *extra, source=None, out=None) -> list:
     return ["filter", "dedup", source or w.prompts, "--column", "prompt", "-o", out or w / "clean", *extra]
 
@@ -369,6 +374,15 @@ CASES = [
     Case("prices-deep", lambda w: gen(w, "--prices", w.file("p.yaml", "m: " + DEEP)), ("price table",)),
     Case("prices-negative", lambda w: gen(w, "--prices", w.file("p.yaml", "m: {input: -1, output: 1}\n")), (">= 0",)),
     Case("prices-a-list", lambda w: gen(w, "--prices", w.file("p.yaml", "- 1\n")), ("price table",)),
+    # -- generate task (distilabel) --------------------------------------------------------------------------------
+    Case("task-input-binary", lambda w: task(w, "TextGeneration", input=w.file("rows.jsonl", BINARY)), ("not UTF-8",)),
+    Case("task-arg-deep", lambda w: task(w, "TextGeneration", "--arg", "columns=" + DEEP), ("--arg columns",)),
+    Case("task-arg-not-yaml", lambda w: task(w, "TextGeneration", "--arg", "num_generations=[2"), ("--arg num_generations",)),
+    Case("task-arg-wrong-type", lambda w: task(w, "TextGeneration", "--arg", "num_generations=many"),
+         ("--arg num_generations",)),
+    Case("task-columns-not-in-template", lambda w: task(w, "TextGeneration", "--arg", "columns=[a]"), ("TextGeneration",)),
+    Case("task-abstract", lambda w: task(w, "distilabel.steps.tasks.base.Task"), ("abstract",)),
+    Case("task-not-a-task", lambda w: task(w, "os.path"), ("not a distilabel task",)),
     # -- generate ultrachat, camel, self-instruct -----------------------------------------------------------------
     Case("ultrachat-sectors-banana", lambda w: uc(w, "--sectors", "banana"), ("--sectors",)),
     Case("ultrachat-sector-weight-nan", lambda w: uc(w, "--sectors", "world=nan"), ("--sectors",)),
