@@ -30,6 +30,34 @@ from distill.inputs import load_rows
 from distill.request import Request, SamplingParams
 from distill.seeding import derive_seed
 
+@pytest.fixture(autouse=True)
+def the_process_as_it_was():
+    """distilabel's Pipeline.run rewires the process it runs in and leaves it so: the root logger's
+    handlers (a queue that is closed after the run) and level, quieted loggers, the SIGINT handler,
+    environment variables. Put them back, for the tests that run after these in the same process."""
+    import logging
+    import os
+    import signal
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: (lg.level, lg.disabled) for name, lg in logging.Logger.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}
+    handlers_of_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    environ = dict(os.environ)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(loggers.get(name, (logging.NOTSET, False))[0])
+            logger.disabled = loggers.get(name, (logging.NOTSET, False))[1]
+    for sig, handler in handlers_of_signals.items():
+        signal.signal(sig, handler)
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 INSTRUCTIONS = [f"Give one tip for keeping a {thing} tidy." for thing in
                 ("kitchen", "garden", "desk", "garage", "bookshelf", "wardrobe", "car")]
 
