@@ -22,7 +22,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from distill.errors import ConfigError, InputError, write_error
 
@@ -81,9 +81,10 @@ def dataset_rows(configs: list["DatasetConfig"], written: list[Written]) -> dict
 
 
 def train_test_split(
-    rows: list[dict[str, Any]], test_size: float | None, seed: int, group: str = "prompt_id"
+    rows: list[dict[str, Any]], test_size: float | None, seed: int, group: str | Callable[[dict], str] = "prompt_id"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A seeded split that keeps every row of one prompt on the same side (no leakage).
+    """A seeded split that keeps every row of one prompt on the same side (no leakage); the
+    prompt is the `group` column, or what `group` makes of a row.
 
     test_size < 1 is a fraction of the prompts, >= 1 a number of prompts.
     """
@@ -91,13 +92,14 @@ def train_test_split(
         return rows, []
     if not math.isfinite(test_size):
         raise ConfigError(f"--test-size is a fraction (<1) or a number of prompts, not {test_size:g}")
-    keys = sorted({row[group] for row in rows})
+    key_of = group if callable(group) else (lambda row: row[group])
+    keys = sorted({key_of(row) for row in rows})
     random.Random(seed).shuffle(keys)
     count = round(test_size * len(keys)) if test_size < 1 else int(test_size)
     if count >= len(keys):
         raise ConfigError(f"--test-size {test_size:g} leaves no training rows ({len(keys)} prompts in all)")
     test_keys = set(keys[:count])
-    return [r for r in rows if r[group] not in test_keys], [r for r in rows if r[group] in test_keys]
+    return [r for r in rows if key_of(r) not in test_keys], [r for r in rows if key_of(r) in test_keys]
 
 
 # The Hub's rules: a split is word characters, maybe dotted (datasets' own check); a config
@@ -114,12 +116,13 @@ def check_name(name: str, kind: str) -> None:
 
 
 def split_dataset(rows: list[dict[str, Any]], features: Any, test_size: float | None, seed: int,
-                  names: tuple[str, str] = ("train", "test"), **built: Any) -> Built:
+                  names: tuple[str, str] = ("train", "test"), group: str | Callable[[dict], str] = "prompt_id",
+                  **built: Any) -> Built:
     """The dataset of one config: the rows, and with a test size a seeded test split by
-    prompt (named like the H4 datasets: train_sft/test_sft for SFT data), in the layout of
-    `hub_layout` (the `*_gen` splits, the `trl` config). `built` goes to Built (filters,
-    notes, card notes)."""
-    train, test = train_test_split(rows, test_size, seed) if rows else ([], [])
+    prompt (`group`, see train_test_split; named like the H4 datasets: train_sft/test_sft for
+    SFT data), in the layout of `hub_layout` (the `*_gen` splits, the `trl` config). `built`
+    goes to Built (filters, notes, card notes)."""
+    train, test = train_test_split(rows, test_size, seed, group) if rows else ([], [])
     splits = {names[0]: train, **({names[1]: test} if test else {})}
     configs = hub_layout(DatasetConfig(DEFAULT_CONFIG, features, splits))
     return Built(configs, **{**built, "card_notes": [*built.get("card_notes", []), *layout_notes(configs)]})

@@ -32,6 +32,7 @@ from distill.errors import ConfigError, DistillError, InputError
 from distill.export import Built, split_dataset
 from distill.generation import execute
 from distill.inputs import load_input
+from distill.items import content_hash
 from distill.methods import GenerationMethod
 from distill.seeding import derive_seed
 
@@ -225,14 +226,20 @@ def run(config: TaskConfig):
         return work
 
     outputs = [c for c in task.get_outputs() if c != "model_name"]
+    inputs = list(task.get_inputs())
+
+    def prompt_of(row: dict[str, Any]) -> str:
+        """What --test-size splits by: the input a row answers (its generations stay on one side);
+        a generator's rows each stand alone."""
+        return content_hash({c: row.get(c) for c in inputs} if inputs else {c: row.get(c) for c in outputs})
 
     def build(records: list[dict[str, Any]]) -> Built:
         rows = [row for record in records for row in record["rows"]]
         unparsed = sum(1 for row in rows if outputs and all(_empty(row.get(c)) for c in outputs))
         notes = [(f"{unparsed} of {len(rows)} rows hold no output: the task could not parse the model's reply "
                   "(the raw reply is in distilabel_metadata).")] if unparsed else []
-        return split_dataset(rows, None, config.test_size, config.seed, notes={"unparsed": unparsed} if unparsed else {},
-                             card_notes=[_task_note(config), *notes])
+        return split_dataset(rows, None, config.test_size, config.seed, group=prompt_of,
+                             notes={"unparsed": unparsed} if unparsed else {}, card_notes=[_task_note(config), *notes])
 
     try:
         return execute(METHOD, config, items, make_work, build)

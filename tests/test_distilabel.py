@@ -415,3 +415,14 @@ def test_text_arguments_stay_text_and_the_others_are_read_as_yaml(cli, tmp_path,
     assert len(made) == 2
     assert made[0]["distilabel_metadata"]["raw_input_text_generation_0"] == [
         {"role": "system", "content": "Answer: briefly."}, {"role": "user", "content": "In a dry tone: Name a bird."}]
+
+
+def test_a_test_split_keeps_the_generations_of_one_input_together(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake, "echo_reply", scripted)
+    rows = [{"instruction": i} for i in INSTRUCTIONS]
+    _, out = distill_rows(cli, tmp_path, "TextGeneration", rows, {"num_generations": 2}, "--test-size", "2")
+    import datasets
+
+    written = datasets.load_dataset(str(out))
+    train, test = written["train"]["instruction"], written["test"]["instruction"]
+    assert len(test) == 4 and len(set(test)) == 2 and not set(test) & set(train) and len(train) == 10
