@@ -130,6 +130,9 @@ def make_task(config: TaskConfig):
         raise ConfigError(f"--arg {where}: {first['msg']} ({klass.__name__})") from None
     except (TypeError, ValueError) as err:  # a task's own checks of its arguments
         raise ConfigError(f"{klass.__name__}: {' '.join(str(err).split())}") from None
+    schema = task.get_structured_output() if task.use_default_structured_output else None
+    if schema and not llm.structured_output:  # distill asks for it itself: no instructor or outlines needed
+        llm.structured_output = {"format": "json", "schema": schema}
     try:
         task.load()
     except ImportError as err:

@@ -426,3 +426,12 @@ def test_a_test_split_keeps_the_generations_of_one_input_together(cli, tmp_path,
     written = datasets.load_dataset(str(out))
     train, test = written["train"]["instruction"], written["test"]["instruction"]
     assert len(test) == 4 and len(set(test)) == 2 and not set(test) & set(train) and len(train) == 10
+
+
+def test_a_tasks_default_structured_output_is_asked_of_the_backend_without_instructor(cli, tmp_path, monkeypatch):
+    asked = record_fake_requests(monkeypatch)
+    rows, _ = ORACLE["UltraFeedback"]
+    made, _ = distill_rows(cli, tmp_path, "UltraFeedback", rows[:2], {"use_default_structured_output": True})
+    expected = distilabel_tasks.UltraFeedback(llm=ScriptedLLM()).get_structured_output()
+    assert len(asked) == 2 and all(r.json_schema == expected for r in asked)
+    assert all(isinstance(r["ratings"], list) and r["ratings"] for r in made)  # parsed from the JSON replies

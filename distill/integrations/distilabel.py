@@ -52,6 +52,9 @@ class DistillLLM(AsyncLLM, _EngineOptions):
 
     cache_dir: str | None = Field(None, description="Folder of the request cache (made if missing); a re-run "
                                      "on the same folder is answered from it. Needed unless bound to a distill run.")
+    structured_output: dict[str, Any] | None = Field(
+        None, description="{'format': 'json', 'schema': a JSON schema or a pydantic model} that every generation "
+        "follows, asked of the backend as distill's structured output (no instructor or outlines needed).")
 
     _client: Any = PrivateAttr(None)
     _for_run: bool = PrivateAttr(False)  # made to be bound to a distill run: load() opens nothing
@@ -160,6 +163,8 @@ class DistillLLM(AsyncLLM, _EngineOptions):
         if self._client is None:
             raise DistillError("DistillLLM generates only once loaded (or bound to a distill run)")
         messages, schema = _chat_and_schema(input)
+        if schema is None and self.structured_output:
+            schema = _json_schema(self.structured_output)
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         asked = json.dumps(messages, sort_keys=True, ensure_ascii=False)
         requests = [
@@ -181,12 +186,14 @@ def _chat_and_schema(input: Any) -> tuple[list[dict[str, str]], dict | None]:
     JSON schema's structured output, which every backend supports."""
     if isinstance(input, tuple):
         chat, structured = input
-        if structured is None:
-            return chat, None
-        schema = structured.get("schema") if isinstance(structured, dict) else None
-        if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # a pydantic model
-            schema = schema.model_json_schema()
-        if not isinstance(schema, dict) or structured.get("format", "json") != "json":
-            raise DistillError("DistillLLM takes structured outputs as a JSON schema ({'format': 'json', 'schema': {...}})")
-        return chat, schema
+        return chat, (_json_schema(structured) if structured is not None else None)
     return input, None
+
+
+def _json_schema(structured: Any) -> dict:
+    schema = structured.get("schema") if isinstance(structured, dict) else None
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # a pydantic model
+        schema = schema.model_json_schema()
+    if not isinstance(schema, dict) or structured.get("format", "json") != "json":
+        raise DistillError("DistillLLM takes structured outputs as a JSON schema ({'format': 'json', 'schema': {...}})")
+    return schema
