@@ -225,6 +225,11 @@ def run(config: TaskConfig):
                 except asyncio.CancelledError:
                     llm.stop()
                     raise
+                except DistillError:  # the client's: a rejection fails this batch, a budget stops the run, ...
+                    raise
+                except Exception as err:  # noqa: BLE001 - the task's own code failed: stop, in one line
+                    raise DistillError(f"{type(task).__name__} failed on batch {item_id}: "
+                                       f"{type(err).__name__}: {err}") from None
 
         return work
 

@@ -435,3 +435,21 @@ def test_a_tasks_default_structured_output_is_asked_of_the_backend_without_instr
     expected = distilabel_tasks.UltraFeedback(llm=ScriptedLLM()).get_structured_output()
     assert len(asked) == 2 and all(r.json_schema == expected for r in asked)
     assert all(isinstance(r["ratings"], list) and r["ratings"] for r in made)  # parsed from the JSON replies
+
+
+def test_a_task_whose_own_code_fails_stops_the_run_in_one_line_and_keeps_what_was_done(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(fake, "echo_reply", scripted)
+    original = distilabel_tasks.TextGeneration.format_input
+
+    def breaks_on_the_garage(self, input):
+        if "garage" in input["instruction"]:
+            raise KeyError("boom")
+        return original(self, input)
+
+    monkeypatch.setattr(distilabel_tasks.TextGeneration, "format_input", breaks_on_the_garage)
+    source = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": i} for i in INSTRUCTIONS])
+    out = tmp_path / "run"
+    result = cli("generate", "task", "TextGeneration", "--input", source, "--backend", "fake", "-o", out, "-q",
+                 "--batch-size", "2")
+    assert_one_line_error(result, "TextGeneration failed on batch 1: KeyError")
+    assert (out / "records.jsonl").read_text().count("\n") == 1  # the batch before it is kept
