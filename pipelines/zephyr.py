@@ -371,10 +371,11 @@ def run(config: ZephyrConfig, say: Callable[[str], None]) -> dict[str, Any]:
 
 
 def split_rows(path: Path) -> dict[str, int]:
-    """Rows per split of the dataset a step wrote."""
-    import datasets
+    """Rows per split of the dataset a step wrote (read from its files: datasets' cache of a local
+    folder can hand back an earlier run's rows)."""
+    from distill.inputs import load_splits
 
-    return {name: len(split) for name, split in datasets.load_dataset(str(path)).items()}
+    return {name: len(rows) for name, rows in load_splits(str(path)).items()}
 
 
 def training_report(output_dir: Path) -> dict[str, Any]:

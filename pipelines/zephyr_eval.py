@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import ConfigError
+from distill.inputs import load_rows
 from distill.run_dir import write_atomic
 
 COMPARE_PROMPTS = "zephyr/compare_prompts.jsonl"  # in distill.prompts: held-out prompts for the before/after
@@ -113,8 +114,6 @@ def labels(models: list) -> dict[str, str]:
 
 def before_after(compare, config: Any) -> dict[str, Any]:
     """The before/after step: returns the win-rate table, with the models named base/dSFT/dDPO."""
-    import datasets
-
     from distill.pipelines import pairwise
 
     models = [compare.baseline, *compare.models]
@@ -122,22 +121,20 @@ def before_after(compare, config: Any) -> dict[str, Any]:
     pairwise.run(compare)
     names = labels(models)
     rows = [{**row, "model": names.get(row["model"], row["model"])}
-            for row in datasets.load_dataset(str(compare.output), split="train")]
+            for row in load_rows(str(compare.output), "train")]
     return {"table": pairwise.win_rates(rows, compare.bootstrap, compare.seed), "rows": rows}
 
 
 def evaluate(ev, config: Any) -> dict[str, Any]:
     """The eval step: MT-Bench scores of base, dSFT and dDPO, and their win rates against the base
     read from the grades."""
-    import datasets
-
     from distill.pipelines import mt_bench
 
     make_base_chat(config, ev.models)
     mt_bench.run(ev)
     names = labels(ev.models)
     rows = [{**row, "model": names.get(row["model"], row["model"])}
-            for row in datasets.load_dataset(str(ev.output), split="train")]
+            for row in load_rows(str(ev.output), "train")]
     return {"table": mt_bench.results(rows), "wins": grade_win_rates(rows), "rows": rows,
             "results": Path(ev.output) / "results" / "results.md"}
 
