@@ -17,14 +17,17 @@ run replays the requests it had made from the cache.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
+import importlib
 import logging
+import typing
 import warnings
 from types import SimpleNamespace
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from distill.client import Client
 from distill.config import EngineConfig, InputConfig, cli, load_yaml
@@ -87,9 +90,6 @@ def _distilabel() -> SimpleNamespace:
 
 def task_class(name: str):
     """The task class NAME names: a class of distilabel.steps.tasks, or an import path."""
-    import difflib
-    import importlib
-
     found_in = _distilabel()
     tasks, base = found_in.tasks, found_in.Task
     if "." in name:
@@ -112,8 +112,6 @@ def task_class(name: str):
 
 def make_task(config: TaskConfig):
     """The task, its arguments checked and loaded, with an unbound DistillLLM."""
-    from pydantic import ValidationError
-
     klass = task_class(config.task)
     llm = _distilabel().LLM.for_run(seed=config.seed, generation_kwargs={
         "max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "top_p": config.top_p})
@@ -145,8 +143,6 @@ def make_task(config: TaskConfig):
 def task_arguments(klass: type, given: dict[str, Any]) -> dict[str, Any]:
     """The task's arguments: a text value of a text field as typed (a Jinja template, a system
     prompt), any other read as YAML (num_generations=2, columns=[a, b], group_generations=true)."""
-    import typing
-
     arguments: dict[str, Any] = {}
     for key, value in given.items():
         if key in ("llm", "name", "pipeline"):

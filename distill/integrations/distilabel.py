@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class GenerationStopped(DistillError):
 class DistillLLM(AsyncLLM, _EngineOptions):
     """A distilabel LLM that generates through distill's client. In a pipeline:
 
-        TextGeneration(llm=DistillLLM(model="gpt-4o-mini", cache_dir="runs/cache", max_cost_usd=5))
+        TextGeneration(llm=DistillLLM(backend="openai", model="gpt-4o-mini", cache_dir="runs/cache", max_cost_usd=5))
     """
 
     cache_dir: str | None = Field(None, description="Folder of the request cache (made if missing); a re-run "
@@ -107,18 +108,13 @@ class DistillLLM(AsyncLLM, _EngineOptions):
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise DistillError(f"cannot make cache_dir {path}: {err.strerror or err}") from None
-        lock = lock_folder(path)
-        try:
-            backend, _, _, _, ledger = prepare(config)
-        except BaseException:
-            lock.close()
-            raise
-        try:
+        with contextlib.ExitStack() as undo:  # what is open is closed again if a later step fails
+            lock = lock_folder(path)
+            undo.callback(lock.close)
+            backend, *_, ledger = prepare(config)
+            undo.callback(lambda: self.event_loop.run_until_complete(backend.aclose()))
             cache = RequestCache(path / CACHE)
-        except BaseException:
-            lock.close()
-            self.event_loop.run_until_complete(backend.aclose())
-            raise
+            undo.pop_all()
         self._client = make_client(config, backend, cache, ledger, Progress(enabled=False))
         self._owned = (backend, cache, lock)
 
