@@ -275,7 +275,9 @@ def test_distill_llm_keeps_its_budget_inside_a_pipeline(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
     rows = [{"instruction": i} for i in INSTRUCTIONS]
-    budget = 700  # tokens: a batch of 2 inputs (4 requests of about 60 tokens, reserved at their worst) fits, not 7
+    # Tokens. A batch of 2 inputs is 4 requests, reserved at their worst (under 200 tokens each: the prompt's bytes
+    # and 64 new tokens) and spending about 70 each: two batches fit (272 spent + 764 reserved), the third does not.
+    budget = 1200
     with LoopbackServer(reply=lambda body: "word " * 60) as server:
         made = list(pipeline_with_distill_llm(tmp_path / "cache", server, rows, batch=2, max_tokens=budget)
                     .run(use_cache=False)["default"]["train"])
